@@ -1,0 +1,1 @@
+"""cryptolake_nb: a tick store in the Jupyter kernel."""
