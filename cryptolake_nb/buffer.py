@@ -1,0 +1,139 @@
+"""Thread-safe in-memory Arrow buffer for one table's live rows."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import pyarrow as pa
+
+from .clock import Clock, SystemClock
+from .records import Converted, Item, Reject
+
+__all__ = ["LiveBuffer", "Sealed"]
+
+log = logging.getLogger(__name__)
+
+EST_PENDING_ROW_BYTES = 400  # a cryptofeed object with its Decimals, before conversion
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """An immutable batch of converted rows with its place in arrival order."""
+
+    seq: int
+    batch: pa.RecordBatch
+    since: float  # monotonic time the oldest row of the batch arrived
+
+
+class LiveBuffer:
+    """Objects appended by callbacks; sealed into Arrow batches on read or flush.
+
+    The callback path only takes a short lock and appends. Sealing converts the pending objects
+    in one batch (cheap per row) under a seal lock that every reader of sealed batches also
+    takes, so a reader never sees rows between "pending" and "sealed".
+    """
+
+    def __init__(
+        self,
+        table: str,
+        schema: pa.Schema,
+        converter: Callable[[Sequence[Item]], Converted],
+        on_rejects: Callable[[list[Reject]], None],
+        *,
+        clock: Clock | None = None,
+        wake_rows: int = 0,
+        on_wake: Callable[[], None] | None = None,
+    ) -> None:
+        self.table = table
+        self.schema = schema
+        self._convert = converter
+        self._on_rejects = on_rejects
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._seal_lock = threading.RLock()
+        self._pending: list[Item] = []
+        self._sealed: list[Sealed] = []
+        self._sealed_rows = 0
+        self._sealed_bytes = 0
+        self._next_seq = 0
+        self._pending_since: float | None = None
+        self._wake_rows = wake_rows
+        self._on_wake = on_wake
+        self.appended = 0
+
+    def append(self, obj: Any, receipt_ts: float) -> None:
+        """Add one cryptofeed object (the hot path: no conversion here)."""
+        with self._lock:
+            pending = self._pending
+            if self._pending_since is None:
+                self._pending_since = self._clock.monotonic()
+            pending.append((obj, receipt_ts))
+            self.appended += 1
+            wake = self._wake_rows and len(pending) + self._sealed_rows == self._wake_rows
+        if wake and self._on_wake is not None:
+            self._on_wake()
+
+    def seal(self) -> None:
+        """Convert pending objects into one sealed batch (rejects go to `on_rejects`)."""
+        with self._seal_lock:
+            with self._lock:
+                items, self._pending = self._pending, []
+                since, self._pending_since = self._pending_since, None
+            if not items:
+                return
+            try:
+                converted = self._convert(items)
+            except Exception:  # a converter bug must not lose the objects
+                with self._lock:
+                    self._pending[:0] = items
+                    self._pending_since = since
+                raise
+            with self._lock:
+                if converted.batch.num_rows:
+                    self._sealed.append(Sealed(self._next_seq, converted.batch, since))
+                    self._next_seq += 1
+                    self._sealed_rows += converted.batch.num_rows
+                    self._sealed_bytes += converted.batch.nbytes
+            if converted.rejects:
+                self._on_rejects(converted.rejects)
+
+    def snapshot(self) -> list[Sealed]:
+        """Every buffered row, as immutable sealed batches (seals what is pending first)."""
+        with self._seal_lock:
+            self.seal()
+            with self._lock:
+                return list(self._sealed)
+
+    def snapshot_table(self) -> pa.Table:
+        """The buffered rows as one Arrow table with the table's schema."""
+        return pa.Table.from_batches([s.batch for s in self.snapshot()], schema=self.schema)
+
+    def drop(self, seqs: set[int]) -> None:
+        """Remove sealed batches once their rows are committed to history."""
+        with self._lock:
+            kept = [s for s in self._sealed if s.seq not in seqs]
+            self._sealed = kept
+            self._sealed_rows = sum(s.batch.num_rows for s in kept)
+            self._sealed_bytes = sum(s.batch.nbytes for s in kept)
+
+    @property
+    def seal_lock(self) -> threading.RLock:
+        """Held while sealing; hold it to read several buffers at one instant."""
+        return self._seal_lock
+
+    def stats(self) -> dict[str, Any]:
+        """Rows and approximate bytes held, and the age of the oldest unflushed row."""
+        with self._lock:
+            pending = len(self._pending)
+            times = [s.since for s in self._sealed[:1]]
+            if self._pending_since is not None:
+                times.append(self._pending_since)
+            age = self._clock.monotonic() - min(times) if times else None
+            return {
+                "rows": pending + self._sealed_rows,
+                "bytes": pending * EST_PENDING_ROW_BYTES + self._sealed_bytes,
+                "age_s": age,
+                "appended": self.appended,
+            }

@@ -1,0 +1,55 @@
+"""LakeConfig: the validated settings of one lake."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .flush import FlushPolicy
+
+__all__ = ["DEFAULT_ROOT", "LakeConfig"]
+
+DEFAULT_ROOT = "lake"
+ROOT_ENV = "CRYPTOLAKE_ROOT"
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Where the lake lives and how its buffers flush.
+
+    `root` defaults to $CRYPTOLAKE_ROOT, else ./lake. A buffer flushes when it holds `max_rows`
+    rows or about `max_bytes` bytes, or its oldest row is `flush_interval` seconds old.
+    """
+
+    root: Path = Path(DEFAULT_ROOT)
+    max_rows: int = 500_000
+    max_bytes: int = 256 * 2**20
+    flush_interval: float = 10.0
+    compression_level: int = 3
+    row_group_size: int = 1_000_000
+    autoflush: bool = True
+    duckdb_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+        self.policy  # validates the flush settings
+        if not 1 <= self.compression_level <= 22:
+            raise ConfigError(f"compression_level must be 1..22 (ZSTD), got {self.compression_level!r}")
+        if self.row_group_size < 1_000:
+            raise ConfigError(f"row_group_size must be at least 1000, got {self.row_group_size!r}")
+
+    @property
+    def policy(self) -> FlushPolicy:
+        return FlushPolicy(self.max_rows, self.max_bytes, self.flush_interval)
+
+    @classmethod
+    def load(cls, root: str | os.PathLike | None = None, **overrides: Any) -> "LakeConfig":
+        """Defaults < environment (CRYPTOLAKE_ROOT) < arguments."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown}; settings are {sorted(names)}")
+        base = cls(root=Path(root or os.environ.get(ROOT_ENV) or DEFAULT_ROOT))
+        return replace(base, **overrides)

@@ -1,0 +1,157 @@
+"""When to flush (rows, bytes, age) and the flush protocol: buffer -> Parquet -> manifest -> drop."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import pyarrow as pa
+
+from .buffer import LiveBuffer
+from .clock import Clock, SystemClock
+from .errors import ConfigError, StorageError
+from .manifest import FileEntry, Manifest
+from .sink import ParquetSink
+
+__all__ = ["FlushPolicy", "Flusher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """Flush a table's buffer once it holds `max_rows` rows, `max_bytes` bytes or rows older than `flush_interval` s."""
+
+    max_rows: int = 500_000
+    max_bytes: int = 256 * 2**20
+    flush_interval: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "max_bytes", "flush_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number, got {value!r}")
+
+    def due(self, stats: Mapping[str, object]) -> str | None:
+        """Why a buffer with these stats must flush now, or None."""
+        if stats["rows"] >= self.max_rows:
+            return "rows"
+        if stats["bytes"] >= self.max_bytes:
+            return "bytes"
+        age = stats["age_s"]
+        if age is not None and age >= self.flush_interval:
+            return "age"
+        return None
+
+
+class Flusher:
+    """Moves sealed batches into committed Parquet files; optionally on a background thread.
+
+    Commit protocol: write files (temp -> fsync -> rename -> fsync dir), then, under the lake's
+    commit lock, append them to the manifest and drop the batches from the buffer in one step.
+    A reader that takes the same lock sees each row in exactly one of history or buffer.
+    """
+
+    def __init__(
+        self,
+        buffers: Mapping[str, LiveBuffer],
+        sink: ParquetSink,
+        manifest: Manifest,
+        commit_lock: threading.RLock,
+        policy: FlushPolicy,
+        *,
+        clock: Clock | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        self._buffers = buffers
+        self._sink = sink
+        self._manifest = manifest
+        self._commit_lock = commit_lock
+        self.policy = policy
+        self._clock = clock or SystemClock()
+        self._on_error = on_error
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.flushes = 0
+        self.rows_flushed = 0
+        self.last_error: str | None = None
+        self.last_flush_s: float | None = None
+
+    def flush(self, tables: list[str] | None = None) -> list[FileEntry]:
+        """Flush the named tables (all by default) now; return the files committed."""
+        committed: list[FileEntry] = []
+        with self._flush_lock:
+            for name in tables or list(self._buffers):
+                committed += self._flush_table(name)
+        return committed
+
+    def _flush_table(self, name: str) -> list[FileEntry]:
+        buffer = self._buffers[name]
+        sealed = buffer.snapshot()
+        if not sealed:
+            return []
+        started = self._clock.monotonic()
+        rows = pa.Table.from_batches([s.batch for s in sealed], schema=buffer.schema)
+        entries = self._sink.write(name, rows, self._manifest.seq + 1)
+        try:
+            with self._commit_lock:
+                self._manifest.commit(entries)
+                buffer.drop({s.seq for s in sealed})
+        except StorageError:
+            self._sink.discard(entries)  # never committed: rows are still in the buffer
+            raise
+        self.flushes += 1
+        self.rows_flushed += rows.num_rows
+        self.last_flush_s = self._clock.monotonic() - started
+        log.debug("flushed %d %s rows into %d files", rows.num_rows, name, len(entries))
+        return entries
+
+    def due(self) -> list[str]:
+        """Tables whose buffers the policy says must flush now."""
+        return [name for name, buf in self._buffers.items() if self.policy.due(buf.stats())]
+
+    def wake(self) -> None:
+        """Ask the background thread to look at the buffers now."""
+        self._wake.set()
+
+    def start(self, poll: float = 0.25) -> None:
+        """Run the policy on a daemon thread until `stop()`."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(poll,), name="cryptolake-flusher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self, poll: float) -> None:
+        backoff = poll
+        while not self._stop.is_set():
+            self._wake.wait(backoff)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                due = self.due()
+                if due:
+                    self.flush(due)
+                self.last_error = None
+                backoff = poll
+            except (StorageError, OSError) as exc:
+                self.last_error = str(exc)
+                backoff = min(max(backoff * 2, poll), 30.0)
+                log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, exc)
+                if self._on_error is not None:
+                    self._on_error(exc)
+            except Exception as exc:  # never let the flusher die silently
+                self.last_error = repr(exc)
+                log.exception("unexpected error in the flusher")
+                backoff = min(max(backoff * 2, poll), 30.0)

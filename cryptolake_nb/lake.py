@@ -1,0 +1,279 @@
+"""The Lake: one object that collects, stores and queries market data."""
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from .buffer import LiveBuffer
+from .clock import Clock, SystemClock
+from .config import LakeConfig
+from .errors import ConfigError, NoActiveLakeError
+from .flush import Flusher
+from .manifest import FileEntry, Manifest
+from .quarantine import RejectLog
+from .records import CONVERTERS
+from .schema import TABLES
+from .sink import ParquetSink
+from .view import LakeView, Source
+
+if TYPE_CHECKING:
+    from .collector import Collector
+    from .feeds import FeedSpec
+    from .replay import ReplayResult
+
+__all__ = ["Lake", "active_lake"]
+
+log = logging.getLogger(__name__)
+
+Output = Literal["pandas", "polars", "arrow"]
+_ACTIVE: "Lake | None" = None
+
+
+def active_lake(lake: "Lake | None" = None) -> "Lake":
+    """`lake` if given, else the lake `%load_ext cryptolake_nb` (or `Lake.activate`) opened."""
+    if lake is not None:
+        return lake
+    if _ACTIVE is None or _ACTIVE.closed:
+        raise NoActiveLakeError("no active lake: run %load_ext cryptolake_nb, Lake(...).activate(), or pass lake=")
+    return _ACTIVE
+
+
+def convert(table: pa.Table, to: Output) -> Any:
+    """An Arrow result as pandas, polars or Arrow."""
+    if to == "arrow":
+        return table
+    if to == "pandas":
+        return table.to_pandas()
+    if to == "polars":
+        return pl.from_arrow(table)
+    raise ConfigError(f"to must be 'pandas', 'polars' or 'arrow', got {to!r}")
+
+
+class Lake:
+    """A tick store rooted at a directory: live buffers, Parquet history, one DuckDB view per table.
+
+    >>> lake = Lake("lake")                        # doctest: +SKIP
+    >>> lake.subscribe("BINANCE", ["BTC-USDT"]); lake.start()
+    >>> lake.sql("SELECT count(*) FROM trades")
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        *,
+        config: LakeConfig | None = None,
+        clock: Clock | None = None,
+        **settings: Any,
+    ) -> None:
+        if config is not None and (root is not None or settings):
+            raise ConfigError("pass either config= or root/settings, not both")
+        self.config = config or LakeConfig.load(root, **settings)
+        self.root = self.config.root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._clock = clock or SystemClock()
+        self._commit_lock = threading.RLock()
+        self._manifest = Manifest(self.root)
+        self.rejects = RejectLog(self.root)
+        self._flusher: Flusher | None = None
+        self._buffers: dict[str, LiveBuffer] = {
+            name: LiveBuffer(
+                name, schema, CONVERTERS[name], self.rejects.add, clock=self._clock,
+                wake_rows=self.config.max_rows, on_wake=self._wake_flusher,
+            )
+            for name, schema in TABLES.items()
+        }
+        sink = ParquetSink(
+            self.root, compression_level=self.config.compression_level, row_group_size=self.config.row_group_size
+        )
+        self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy, clock=self._clock)
+        self._view = LakeView(self.root, threads=self.config.duckdb_threads)
+        self._subscriptions: list[FeedSpec] = []
+        self._collector: Collector | None = None
+        self.closed = False
+        if self.config.autoflush:
+            self._flusher.start()
+        _close_at_exit(self)
+
+    # -- ingest ---------------------------------------------------------------------------
+    def buffer(self, table: str) -> LiveBuffer:
+        """The live buffer of `table` (what cryptofeed callbacks append to)."""
+        try:
+            return self._buffers[table]
+        except KeyError:
+            raise ConfigError(f"unknown table {table!r}; tables are {sorted(self._buffers)}") from None
+
+    def callbacks(self, channels: Iterable[str] = ("trades",)) -> dict[str, Any]:
+        """cryptofeed callbacks for `channels`, for use in any FeedHandler."""
+        from .ingest import TradeLake
+
+        known = {"trades": TradeLake}
+        out = {}
+        for ch in channels:
+            if ch not in known:
+                raise ConfigError(f"channel {ch!r} is not stored yet; stored channels are {sorted(known)}")
+            out[ch] = known[ch](self)
+        return out
+
+    def subscribe(self, exchange: str, symbols: Sequence[str], channels: Sequence[str] = ("trades",), *, simulator: Any = None) -> "FeedSpec":
+        """Add a feed that `start()` will run; returns the validated spec."""
+        from .feeds import FeedSpec
+
+        if isinstance(symbols, str):
+            symbols = [symbols]
+        spec = FeedSpec(exchange=exchange, symbols=tuple(symbols), channels=tuple(channels), simulator=simulator)
+        self.callbacks(spec.channels)  # refuses channels the lake cannot store
+        self._subscriptions.append(spec)
+        return spec
+
+    def start(self) -> None:
+        """Run the subscribed feeds on a background thread; cells keep running."""
+        from .collector import Collector
+        from .feeds import build_feed
+
+        if not self._subscriptions:
+            raise ConfigError("nothing to collect: call lake.subscribe(exchange, symbols, channels) first")
+        specs = list(self._subscriptions)
+        if self._collector is None:
+            self._collector = Collector(lambda: [build_feed(s, self.callbacks(s.channels)) for s in specs])
+        self._collector.start()
+        self._flusher.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop collecting (within `timeout` s) and flush what is buffered."""
+        if self._collector is not None:
+            self._collector.stop(timeout)
+            self._collector = None
+        self.flush()
+
+    def flush(self) -> list[FileEntry]:
+        """Write every buffered row to Parquet now; return the files committed."""
+        return self._flusher.flush()
+
+    def replay(self, files: Sequence[str | Path], *, config: Any = None) -> dict[str, int]:
+        """Feed a recorded cryptofeed capture through cryptofeed's parsers into the lake."""
+        from .replay import replay_capture
+
+        before = {t: b.appended for t, b in self._buffers.items()}
+        result: ReplayResult = replay_capture(list(files), self.callbacks(("trades",)), config=config)
+        self.last_replay = result
+        return {t: b.appended - before[t] for t, b in self._buffers.items()}
+
+    # -- query ----------------------------------------------------------------------------
+    def sources(self, *, exchange: str | None = None, symbols: Sequence[str] | None = None,
+                start_ns: int | None = None, end_ns: int | None = None) -> dict[str, Source]:
+        """One consistent snapshot: committed files and live rows, each row in exactly one."""
+        with self._commit_lock:
+            snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in self._buffers.items()}
+        out = {}
+        for name, (entries, live) in snap.items():
+            keep = [
+                str(self.root / e.path) for e in entries
+                if (exchange is None or e.exchange == exchange)
+                and (symbols is None or e.symbol in symbols)
+                and (start_ns is None or e.max_ts >= start_ns)
+                and (end_ns is None or e.min_ts < end_ns)
+            ]
+            out[name] = Source(tuple(keep), live)
+        return out
+
+    def query_arrow(self, query: str, params: Mapping[str, Any] | None = None, **prune: Any) -> pa.Table:
+        return self._view.query(query, params, self.sources(**prune))
+
+    def sql(self, query: str, params: Mapping[str, Any] | None = None, to: Output = "pandas") -> Any:
+        """Run one SELECT over the lake's views (`trades`, ...); `$name` binds params[name]."""
+        return convert(self.query_arrow(query, params), to)
+
+    def explain(self, query: str, params: Mapping[str, Any] | None = None) -> str:
+        return self._view.explain(query, params, self.sources())
+
+    def vwap(self, symbol: str, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.vwap`."""
+        from .analytics import vwap
+
+        return vwap(symbol, lake=self, **kwargs)
+
+    def ohlc(self, symbol: str, interval: str = "1min", **kwargs: Any) -> Any:
+        """See `cryptolake_nb.ohlc`."""
+        from .analytics import ohlc
+
+        return ohlc(symbol, interval, lake=self, **kwargs)
+
+    def rejected(self) -> pd.DataFrame:
+        """Rows kept aside by validation, with the reason and raw values."""
+        return self.rejects.frame()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Collector state and errors, buffered rows, committed files, flush health."""
+        collector = self._collector.status() if self._collector is not None else {"state": "stopped", "errors": []}
+        tables = {}
+        for name, buf in self._buffers.items():
+            files = self._manifest.files(name)
+            tables[name] = {
+                **{f"buffer_{k}": v for k, v in buf.stats().items()},
+                "files": len(files), "rows_committed": sum(e.rows for e in files),
+                "bytes_committed": sum(e.bytes for e in files), "rejected": self.rejects.counts.get(name, 0),
+            }
+        f = self._flusher
+        return {
+            "root": str(self.root), "collector": collector, "subscriptions": [repr(s) for s in self._subscriptions],
+            "tables": tables,
+            "flush": {"flushes": f.flushes, "rows": f.rows_flushed, "last_flush_s": f.last_flush_s, "last_error": f.last_error},
+        }
+
+    def activate(self) -> "Lake":
+        """Make this the lake that module-level helpers (`cryptolake_nb.vwap`, ...) use."""
+        global _ACTIVE
+        _ACTIVE = self
+        return self
+
+    def close(self) -> None:
+        """Stop collecting, flush, and release DuckDB; the lake on disk stays."""
+        global _ACTIVE
+        if self.closed:
+            return
+        try:
+            self.stop()
+        finally:
+            self._flusher.stop()
+            self._view.close()
+            self.closed = True
+            if _ACTIVE is self:
+                _ACTIVE = None
+
+    def _wake_flusher(self) -> None:
+        if self._flusher is not None:
+            self._flusher.wake()
+
+    def __enter__(self) -> "Lake":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Lake({str(self.root)!r})"
+
+
+_OPEN: "weakref.WeakSet[Lake]" = weakref.WeakSet()
+
+
+def _close_at_exit(lake: Lake) -> None:
+    _OPEN.add(lake)
+
+
+@atexit.register
+def _close_all() -> None:
+    for lake in list(_OPEN):
+        try:
+            lake.close()
+        except Exception:
+            log.exception("could not close %r at exit", lake)

@@ -1,0 +1,135 @@
+"""Parquet writer: split rows by partition, write temp -> fsync -> rename -> fsync dir."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import StorageError
+from .manifest import FileEntry
+from .partitions import new_file_name, partition_dir
+
+__all__ = ["ParquetSink", "TEMP_SUFFIX"]
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".inprogress"  # no `*.parquet` glob matches a file being written
+_NS_PER_DAY = 86_400 * 10**9
+_DICT_COLUMNS = ("exchange", "symbol", "side", "type", "price", "amount")
+_DELTA_COLUMNS = ("ts", "receipt_ts")
+
+
+class ParquetSink:
+    """Writes one table's rows as ZSTD Parquet files, one or more per partition."""
+
+    def __init__(self, root: Path, *, compression_level: int = 3, row_group_size: int = 1_000_000) -> None:
+        self.root = Path(root)
+        self.compression_level = compression_level
+        self.row_group_size = row_group_size
+
+    def write(self, table: str, rows: pa.Table, seq: int) -> list[FileEntry]:
+        """Publish `rows` as files (not yet committed); on failure nothing is left behind."""
+        written: list[Path] = []
+        entries: list[FileEntry] = []
+        try:
+            for (exchange, symbol, day), part in _partitions(rows):
+                rel = partition_dir(table, exchange, symbol, day) / new_file_name(seq)
+                path = self.root / rel
+                self._publish(part, path)
+                written.append(path)
+                ts = part.column("ts").cast(pa.int64())
+                entries.append(
+                    FileEntry(
+                        path=rel.as_posix(), table=table, exchange=exchange, symbol=symbol,
+                        date=day.isoformat(), rows=part.num_rows, bytes=path.stat().st_size,
+                        min_ts=pc.min(ts).as_py(), max_ts=pc.max(ts).as_py(), crc32=_crc32(path),
+                    )
+                )
+        except (OSError, pa.ArrowException) as exc:
+            for path in written:
+                _unlink(path)
+            raise StorageError(f"could not write {table} to {self.root}: {exc}") from exc
+        return entries
+
+    def discard(self, entries: list[FileEntry]) -> None:
+        """Remove files that were written but never committed."""
+        for e in entries:
+            _unlink(self.root / e.path)
+
+    def _publish(self, part: pa.Table, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + TEMP_SUFFIX)
+        names = set(part.schema.names)
+        try:
+            pq.write_table(
+                part, tmp,
+                compression="zstd", compression_level=self.compression_level,
+                use_dictionary=[c for c in _DICT_COLUMNS if c in names],
+                column_encoding={c: "DELTA_BINARY_PACKED" for c in _DELTA_COLUMNS if c in names},
+                row_group_size=self.row_group_size, write_page_checksum=True,
+            )
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        _fsync_dir(path.parent)
+
+
+def _partitions(rows: pa.Table):
+    """Yield ((exchange, symbol, date), rows sorted by ts) for each partition present."""
+    if rows.num_rows == 0:
+        return
+    ex = pc.dictionary_encode(rows.column("exchange")).combine_chunks()
+    sy = pc.dictionary_encode(rows.column("symbol")).combine_chunks()
+    ts = rows.column("ts").cast(pa.int64()).to_numpy()
+    day = ts // _NS_PER_DAY
+    ex_i = ex.indices.to_numpy().astype(np.int64)
+    sy_i = sy.indices.to_numpy().astype(np.int64)
+    key = (ex_i * len(sy.dictionary) + sy_i) * 1_000_000 + (day - day.min())
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    bounds = np.flatnonzero(np.diff(sorted_key)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(order)]):
+        idx = order[lo:hi]
+        part_ts = ts[idx]
+        if np.any(np.diff(part_ts) < 0):
+            idx = idx[np.argsort(part_ts, kind="stable")]
+        first = idx[0]
+        exchange = ex.dictionary[ex_i[first]].as_py()
+        symbol = sy.dictionary[sy_i[first]].as_py()
+        date = dt.date(1970, 1, 1) + dt.timedelta(days=int(day[first]))
+        yield (exchange, symbol, date), rows.take(pa.array(idx))
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.exception("could not remove %s", path)

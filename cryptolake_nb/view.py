@@ -1,0 +1,138 @@
+"""DuckDB: one view per table = committed Parquet files UNION ALL a snapshot of the live buffer."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import duckdb
+import pyarrow as pa
+
+from .errors import ForbiddenQueryError, QueryError
+
+__all__ = ["LakeView", "Source", "used_parameters"]
+
+log = logging.getLogger(__name__)
+
+_STRIP = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.S)
+_PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What one table's view reads: committed files (absolute paths) and live rows."""
+
+    files: tuple[str, ...]
+    live: pa.Table
+
+
+def used_parameters(sql: str) -> list[str]:
+    """Names of the `$name` parameters a statement uses (ignoring strings and comments)."""
+    return sorted(set(_PARAM.findall(_STRIP.sub(" ", sql))))
+
+
+class LakeView:
+    """An embedded DuckDB that can read only the lake root, runs one SELECT per call.
+
+    The database is locked down once at start (no file access outside the root, no config
+    changes, no extension loading); each query gets its own cursor with its own temporary views,
+    so concurrent queries on different threads never see each other's snapshots.
+    """
+
+    def __init__(self, root: Path, *, threads: int | None = None) -> None:
+        self.root = Path(root).resolve()
+        self._db = duckdb.connect(":memory:")
+        self._db.execute("SET TimeZone = 'UTC'")
+        if threads:
+            self._db.execute(f"SET threads = {int(threads)}")
+        self._db.execute("SET parquet_metadata_cache = true")
+        self._db.execute("SET allowed_directories = $dirs", {"dirs": [str(self.root) + "/"]})
+        self._db.execute("SET enable_external_access = false")
+        self._db.execute("SET autoinstall_known_extensions = false")
+        self._db.execute("SET autoload_known_extensions = false")
+        self._db.execute("SET lock_configuration = true")
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> pa.Table:
+        """Run one SELECT over views of `sources`; return its result as an Arrow table."""
+        check_select(sql)
+        bound = _bind(sql, params)
+        cur = self._cursor()
+        try:
+            for name, source in sources.items():
+                self._define(cur, name, source)
+            return cur.sql(sql, params=bound).to_arrow_table() if bound else cur.sql(sql).to_arrow_table()
+        except duckdb.PermissionException as exc:
+            raise ForbiddenQueryError(_one_line(exc)) from None
+        except duckdb.Error as exc:
+            raise QueryError(_one_line(exc)) from None
+        finally:
+            cur.close()
+
+    def explain(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> str:
+        """DuckDB's physical plan for `sql` over `sources`."""
+        check_select(sql)
+        cur = self._cursor()
+        try:
+            for name, source in sources.items():
+                self._define(cur, name, source)
+            rows = cur.sql("EXPLAIN " + sql, params=_bind(sql, params) or None).fetchall()
+            return "\n".join(r[1] for r in rows)
+        except duckdb.Error as exc:
+            raise QueryError(_one_line(exc)) from None
+        finally:
+            cur.close()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._closed:
+                raise QueryError("the lake is closed")
+            return self._db.cursor()
+
+    @staticmethod
+    def _define(cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> None:
+        live = f"__live_{name}"
+        cur.register(live, source.live)
+        cols = ", ".join(f'"{c}"' for c in source.live.schema.names)
+        body = f"SELECT {cols} FROM {live}"
+        if source.files:
+            files = ", ".join("'" + f.replace("'", "''") + "'" for f in source.files)
+            history = f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false)"
+            body = f"{history} UNION ALL {body}"
+        cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+
+def check_select(sql: str) -> None:
+    """Refuse anything but exactly one SELECT statement."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise QueryError(_one_line(exc)) from None
+    if len(statements) != 1:
+        raise ForbiddenQueryError(f"one SELECT statement per query, got {len(statements)} statements")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ForbiddenQueryError(f"only SELECT queries may run on the lake, got {kind.name}")
+
+
+def _bind(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    names = used_parameters(sql)
+    missing = [n for n in names if params is None or n not in params]
+    if missing:
+        raise QueryError(f"no value for parameter(s) {', '.join('$' + n for n in missing)}")
+    return {n: params[n] for n in names} if params else {}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
