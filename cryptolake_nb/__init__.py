@@ -1,1 +1,58 @@
-"""cryptolake_nb: a tick store in the Jupyter kernel."""
+"""cryptolake_nb: a tick store in the Jupyter kernel (cryptofeed -> Arrow -> Parquet -> DuckDB)."""
+from __future__ import annotations
+
+from .analytics import ohlc, vwap
+from .config import LakeConfig
+from .errors import (
+    CollectorError,
+    ConfigError,
+    CryptolakeError,
+    ForbiddenQueryError,
+    ManifestError,
+    NoActiveLakeError,
+    QueryError,
+    ReplayError,
+    SchemaError,
+    SimulatorError,
+    StorageError,
+    SymbolError,
+)
+from .ingest import TradeLake
+from .lake import Lake, active_lake
+
+__all__ = [
+    "CollectorError",
+    "ConfigError",
+    "CryptolakeError",
+    "ForbiddenQueryError",
+    "Lake",
+    "LakeConfig",
+    "ManifestError",
+    "NoActiveLakeError",
+    "QueryError",
+    "ReplayError",
+    "SchemaError",
+    "SimulatorError",
+    "StorageError",
+    "SymbolError",
+    "TradeLake",
+    "active_lake",
+    "load_ipython_extension",
+    "ohlc",
+    "unload_ipython_extension",
+    "vwap",
+]
+
+
+def load_ipython_extension(ipython) -> None:  # noqa: ANN001
+    """`%load_ext cryptolake_nb`: open the active lake and register the magics."""
+    from .extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
+    """`%unload_ext cryptolake_nb`: stop the collector, close the lake, drop the magics."""
+    from .extension import unload
+
+    unload(ipython)

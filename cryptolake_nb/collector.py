@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import datetime as dt
 import enum
 import logging
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cryptolake_nb.clock import Clock, SystemClock
 from cryptolake_nb.errors import CollectorError
 from cryptolake_nb.feeds import Feed, describe_feed, is_dead_feed_error, make_feedhandler
 
@@ -38,11 +40,11 @@ class Collector:
         build_feeds: Callable[[], list[Feed]],
         *,
         name: str = "cryptolake-collector",
-        clock: Callable[[], float] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._build_feeds = build_feeds
         self.name = name
-        self._clock = clock or time.time
+        self._clock: Clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._state = CollectorState.STOPPED
         self._errors: collections.deque[str] = collections.deque(maxlen=MAX_ERRORS)
@@ -50,8 +52,8 @@ class Collector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fh: Any = None
         self._feed_names: list[str] = []
-        self._started_at: float | None = None
-        self._stopped_at: float | None = None
+        self._started_at: dt.datetime | None = None
+        self._stopped_at: dt.datetime | None = None
 
     # -- caller side -----------------------------------------------------------------------------
     @property
@@ -70,7 +72,7 @@ class Collector:
                 raise CollectorError(f"collector {self.name!r} is already running; stop() it first")
             self._errors.clear()
             self._state = CollectorState.STARTING
-            self._started_at, self._stopped_at = self._clock(), None
+            self._started_at, self._stopped_at = self._now(), None
             self._feed_names = []
             ready = threading.Event()
             self._thread = threading.Thread(target=self._run, args=(ready,), name=self.name, daemon=True)
@@ -107,11 +109,11 @@ class Collector:
             self._thread = self._loop = self._fh = None
             if self._state is not CollectorState.FAILED:
                 self._state = CollectorState.STOPPED
-            self._stopped_at = self._stopped_at or self._clock()
+            self._stopped_at = self._stopped_at or self._now()
         log.info("collector %r stopped", self.name)
 
     def status(self) -> dict[str, Any]:
-        """A snapshot: state, errors (most recent last), started_at, stopped_at, feeds, thread_alive."""
+        """A snapshot: state, errors (most recent last), started_at/stopped_at (UTC datetimes), feeds."""
         return {
             "name": self.name,
             "state": self._state.value,
@@ -130,6 +132,9 @@ class Collector:
         self.stop()
 
     # -- the thread ------------------------------------------------------------------------------
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock.time_ns() / 1e9, tz=dt.timezone.utc)
+
     def _record(self, message: str, exc: BaseException | None = None, *, fatal: bool = False) -> None:
         self._errors.append(message)
         if fatal:
@@ -159,20 +164,20 @@ class Collector:
                     fh.add_feed(feed)
                 self._feed_names = [describe_feed(f) for f in feeds]
                 fh.run(start_loop=False, install_signal_handlers=False)  # signal handlers are main-thread only
+                self._fh = fh
+                if self._state is CollectorState.STARTING:
+                    self._state = CollectorState.RUNNING
             except Exception as exc:
                 self._record(f"could not start feeds: {exc}", exc, fatal=True)
                 return
             finally:
                 ready.set()
-            self._fh = fh
-            if self._state is CollectorState.STARTING:
-                self._state = CollectorState.RUNNING
             loop.run_forever()
         except BaseException as exc:  # a crash of the thread itself; recorded, never printed
             self._record(f"collector thread crashed: {exc!r}", exc, fatal=True)
         finally:
             self._close_loop(loop)
-            self._stopped_at = self._clock()
+            self._stopped_at = self._now()
 
     def _close_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         try:

@@ -69,6 +69,8 @@ class FeedSpec:
             if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
                 raise ConfigError(f"FeedSpec.{name} must be a sequence of non-empty strings, got {value!r}")
             object.__setattr__(self, name, tuple(dict.fromkeys(value)))
+        if isinstance(self.exchange, str):
+            object.__setattr__(self, "exchange", self.exchange.upper())
         if self.exchange not in EXCHANGE_MAP:
             raise ConfigError(f"unknown exchange {self.exchange!r}; allowed: {', '.join(sorted(EXCHANGE_MAP))}")
         if not self.symbols:
@@ -175,9 +177,9 @@ def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback]) -> Feed:
             return _SimulatedBinance(spec.simulator, **kwargs)
         return EXCHANGE_MAP[spec.exchange](**kwargs)
     except UnsupportedSymbol as exc:
-        raise ConfigError(f"{spec.exchange}: {exc} (symbols requested: {', '.join(spec.symbols)})") from exc
+        raise ConfigError(f"{exc} (requested symbols: {', '.join(spec.symbols)})") from exc
     except UnsupportedDataFeed as exc:
-        raise ConfigError(f"{spec.exchange}: {exc}") from exc
+        raise ConfigError(str(exc)) from exc
 
 
 class _Forward(logging.Handler):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -68,9 +69,32 @@ def _str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+_TRADE_FIELDS = operator.attrgetter("exchange", "symbol", "side", "amount", "price", "id", "type", "timestamp")
+
+
+def _usable(items: Sequence[Item], getter: Callable[[Any], tuple], table: str) -> tuple[list[Item], list[Reject]]:
+    """Split off objects that are not what the table stores (never raises)."""
+    try:
+        for obj, _ in items:
+            getter(obj)
+        return list(items), []
+    except Exception:
+        pass
+    ok: list[Item] = []
+    rejects: list[Reject] = []
+    for obj, receipt in items:
+        try:
+            getter(obj)
+            ok.append((obj, receipt))
+        except Exception as exc:
+            rejects.append(Reject(table, f"not a {table} object: {type(obj).__name__} ({exc})", {"object": repr(obj)[:500], "receipt_timestamp": _plain(receipt)}))
+    return ok, rejects
+
+
 def trades_to_batch(items: Sequence[Item]) -> Converted:
     """cryptofeed Trade objects -> a `trades` batch; invalid rows become Rejects."""
     schema = schema_for("trades")
+    items, unusable = _usable(items, _TRADE_FIELDS, "trades")
     exchange = [t.exchange for t, _ in items]
     symbol = [t.symbol for t, _ in items]
     price = decimals_to_float([t.price for t, _ in items])
@@ -79,7 +103,7 @@ def trades_to_batch(items: Sequence[Item]) -> Converted:
     receipt = seconds_to_float([r for _, r in items])
     receipt = np.where(np.isfinite(receipt), receipt, ts)
     reasons = _reasons(exchange, symbol, price, amount, ts)
-    rejects: list[Reject] = []
+    rejects: list[Reject] = list(unusable)
     keep = np.ones(len(items), dtype=bool)
     for i, reason in reasons.items():
         keep[i] = False
@@ -97,7 +121,7 @@ def trades_to_batch(items: Sequence[Item]) -> Converted:
         "receipt_ts": pa.array(seconds_to_ns(receipt), pa.int64()).cast(schema.field("receipt_ts").type),
     }
     batch = pa.RecordBatch.from_arrays([cols[f.name] for f in schema], schema=schema)
-    if rejects:
+    if len(rejects) > len(unusable):
         batch = batch.filter(pa.array(keep))
     return Converted(batch, rejects)
 

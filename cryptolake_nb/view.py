@@ -65,7 +65,8 @@ class LakeView:
         try:
             for name, source in sources.items():
                 self._define(cur, name, source)
-            return cur.sql(sql, params=bound).to_arrow_table() if bound else cur.sql(sql).to_arrow_table()
+            rel = cur.sql(sql, params=bound) if bound else cur.sql(sql)
+            return _utc(rel.to_arrow_table())
         except duckdb.PermissionException as exc:
             raise ForbiddenQueryError(_one_line(exc)) from None
         except duckdb.Error as exc:
@@ -110,6 +111,17 @@ class LakeView:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+
+
+def _utc(table: pa.Table) -> pa.Table:
+    """DuckDB labels UTC 'Etc/UTC'; give results the schema's 'UTC' (a metadata-only cast)."""
+    fields = [
+        f.with_type(pa.timestamp(f.type.unit, tz="UTC"))
+        if pa.types.is_timestamp(f.type) and f.type.tz in ("Etc/UTC", "UTC") else f
+        for f in table.schema
+    ]
+    target = pa.schema(fields, metadata=table.schema.metadata)
+    return table if target.equals(table.schema) else table.cast(target)
 
 
 def check_select(sql: str) -> None:

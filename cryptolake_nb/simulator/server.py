@@ -7,13 +7,13 @@ import logging
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from cryptolake_nb.clock import Clock, SystemClock
 from cryptolake_nb.errors import ConfigError, SimulatorError
 from cryptolake_nb.simulator.market import AGG_TRADE, DEPTH, Market
 from cryptolake_nb.simulator.tls import make_loopback_tls
@@ -55,14 +55,14 @@ class ExchangeSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         trade_share: float = 0.5,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ConfigError(f"the simulator binds loopback only, got host={host!r}")
         self._market = Market(symbols, seed=seed, trade_share=trade_share)
         self.rate = rate
         self._host, self._port = host, port
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
         self._tls = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,7 +96,7 @@ class ExchangeSimulator:
 
     def exchange_info(self) -> dict[str, Any]:
         """The body /api/v3/exchangeInfo serves, without a request."""
-        return self._market.exchange_info(int(self._clock() * 1000))
+        return self._market.exchange_info(self._now_ms())
 
     # -- addresses -------------------------------------------------------------------------------
     @property
@@ -179,7 +179,14 @@ class ExchangeSimulator:
             raise SimulatorError("the simulator is not running")
         return asyncio.run_coroutine_threadsafe(self._drop(abrupt), loop).result(timeout)
 
+    def __repr__(self) -> str:
+        where = self.rest_url if self.running else "stopped"
+        return f"ExchangeSimulator({', '.join(self.symbols)}; {self._rate:g} msg/s; {where})"
+
     # -- the loop thread -------------------------------------------------------------------------
+    def _now_ms(self) -> int:
+        return self._clock.time_ns() // 1_000_000
+
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -211,9 +218,9 @@ class ExchangeSimulator:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._port))
         self._port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, ssl_context=self._tls.server_context, shutdown_timeout=1.0).start()
+        await web.SockSite(self._runner, sock, ssl_context=self._tls.server_context).start()
         market = asyncio.create_task(self._run_market(), name="simulator-market")
         ready.set()
         try:
@@ -235,7 +242,7 @@ class ExchangeSimulator:
             count = int(due)
             carry = due - count
             for _ in range(count):
-                self._publish(self._market.step(int(self._clock() * 1000)))
+                self._publish(self._market.step(self._now_ms()))
 
     def _publish(self, event: Any) -> None:
         self.events_generated += 1
@@ -321,4 +328,4 @@ class ExchangeSimulator:
         return web.json_response({})
 
     async def _time(self, request: web.Request) -> web.Response:
-        return web.json_response({"serverTime": int(self._clock() * 1000)})
+        return web.json_response({"serverTime": self._now_ms()})

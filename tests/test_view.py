@@ -1,0 +1,129 @@
+"""The unified view: exactly-once under concurrent flushes, parameters, and a locked-down engine."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from cryptolake_nb import ForbiddenQueryError, Lake, QueryError, TradeLake, vwap
+from cryptolake_nb.view import used_parameters
+
+
+def put(lake, trades):
+    cb = TradeLake(lake)
+
+    async def go():
+        for t in trades:
+            await cb(t, 1_700_000_100.0)
+
+    asyncio.run(go())
+
+
+def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_trade):
+    """Rows carry ids 0..n-1 in arrival order: any duplicate or hole shows in the invariants."""
+    lake = Lake(tmp_path / "lk", autoflush=False)
+    stop = threading.Event()
+    results: list[tuple] = []
+    failures: list[str] = []
+    flushes = 0
+
+    def ingest():
+        cb = TradeLake(lake)
+        loop = asyncio.new_event_loop()
+        i = 0
+        while not stop.is_set():
+            for _ in range(50):
+                loop.run_until_complete(cb(make_trade(100 + i % 7, 1, 1_700_000_000.0 + i * 0.001, id=str(i)), 0.0))
+                i += 1
+        loop.close()
+
+    def flush():
+        nonlocal flushes
+        while flushes < 110:
+            if lake.flush():
+                flushes += 1
+
+    def query():
+        last = 0
+        while not stop.is_set():
+            n, total, distinct, top = _row(lake)
+            if not (n == total == distinct == (top + 1 if top is not None else 0)) or n < last:
+                failures.append(f"count={n} sum={total} distinct={distinct} max_id={top} previous={last}")
+            last = n
+            results.append((n,))
+
+    threads = [threading.Thread(target=ingest), threading.Thread(target=query), threading.Thread(target=query)]
+    for t in threads:
+        t.start()
+    flusher = threading.Thread(target=flush)
+    flusher.start()
+    flusher.join(120)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert flushes >= 100
+    assert len(results) >= 100, "readers ran too few queries to mean anything"
+    assert failures == []
+    assert _row(lake)[0] == lake.status()["tables"]["trades"]["buffer_appended"]
+    lake.close()
+
+
+def _row(lake):
+    t = lake.sql(
+        "SELECT count(*) AS n, sum(amount) AS s, count(DISTINCT trade_id) AS d,"
+        " max(CAST(trade_id AS BIGINT)) AS m FROM trades", to="arrow").to_pylist()[0]
+    return t["n"], t["s"] or 0, t["d"], t["m"]
+
+
+def test_parameters_are_bound_never_pasted(lake, make_trade):
+    put(lake, [make_trade(100, 2, 1_700_000_000.0, symbol="BTC-USDT"), make_trade(50, 1, 1_700_000_001.0, symbol="ETH-USDT")])
+    lake.flush()
+    hostile = "x' OR '1'='1"
+    assert vwap(hostile, lake=lake) is None
+    assert lake.sql("SELECT count(*) AS n FROM trades WHERE symbol = $sym", {"sym": hostile, "unused": 1})["n"][0] == 0
+    assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 2
+    assert used_parameters("SELECT '$not' AS a, $yes -- $comment\n FROM t") == ["yes"]
+    with pytest.raises(QueryError, match=r"\$sym"):
+        lake.sql("SELECT * FROM trades WHERE symbol = $sym")
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("COPY (SELECT 1 AS x) TO '{root}/trades/evil.parquet'", "only SELECT"),
+        ("SELECT * FROM read_text('/etc/passwd')", "disabled"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "disabled"),
+        ("ATTACH '{root}/x.db' AS x", "only SELECT"),
+        ("INSTALL httpfs", "only SELECT"),
+        ("SET enable_external_access = true", "only SELECT"),
+        ("SELECT 1; DROP VIEW trades", "one SELECT"),
+        ("DELETE FROM trades", "only SELECT"),
+        ("CREATE TABLE t AS SELECT 1", "only SELECT"),
+    ],
+)
+def test_user_sql_cannot_write_or_read_outside_the_lake(lake, make_trade, query, message):
+    put(lake, [make_trade(100, 2, 1_700_000_000.0)])
+    lake.flush()
+    before = sorted(p.relative_to(lake.root) for p in lake.root.rglob("*"))
+    with pytest.raises(ForbiddenQueryError, match=message):
+        lake.sql(query.format(root=lake.root))
+    assert sorted(p.relative_to(lake.root) for p in lake.root.rglob("*")) == before
+    assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 1
+
+
+def test_errors_are_one_clear_line(lake):
+    with pytest.raises(QueryError) as err:
+        lake.sql("SELECT no_such_column FROM trades")
+    assert "no_such_column" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_results_as_pandas_polars_arrow(lake, make_trade):
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
+
+    put(lake, [make_trade(100, 2, 1_700_000_000.0)])
+    assert isinstance(lake.sql("SELECT * FROM trades"), pd.DataFrame)
+    assert isinstance(lake.sql("SELECT * FROM trades", to="polars"), pl.DataFrame)
+    assert isinstance(lake.sql("SELECT * FROM trades", to="arrow"), pa.Table)
