@@ -1,6 +1,10 @@
 """cryptolake_nb: a tick store in the Jupyter kernel (cryptofeed -> Arrow -> Parquet -> DuckDB)."""
 from __future__ import annotations
 
+import logging
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # never Python's last-resort stderr in cells
+
 from .analytics import ohlc, vwap
 from .config import LakeConfig
 from .errors import (

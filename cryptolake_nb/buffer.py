@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 import pyarrow as pa
 
 from .clock import Clock, SystemClock
+from .errors import SchemaError
 from .records import Converted, Item, Reject
 
 __all__ = ["LiveBuffer", "Sealed"]
@@ -73,6 +74,26 @@ class LiveBuffer:
             self.appended += 1
             wake = self._wake_rows and len(pending) + self._sealed_rows == self._wake_rows
         if wake and self._on_wake is not None:
+            self._on_wake()
+
+    def append_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Add rows that are already in the table's Arrow schema (bulk loads, backfills)."""
+        if not batch.schema.equals(self.schema, check_metadata=False):
+            raise SchemaError(f"{self.table}: expected schema {self.schema.names} with types "
+                              f"{[str(t) for t in self.schema.types]}, got {batch.schema}")
+        batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
+        with self._seal_lock:
+            self.seal()  # keeps arrival order: pending objects came first
+            with self._lock:
+                now = self._clock.monotonic()
+                for b in batches:
+                    if b.num_rows:
+                        self._sealed.append(Sealed(self._next_seq, b, now))
+                        self._next_seq += 1
+                        self._sealed_rows += b.num_rows
+                        self._sealed_bytes += b.nbytes
+                        self.appended += b.num_rows
+        if self._wake_rows and self._sealed_rows >= self._wake_rows and self._on_wake is not None:
             self._on_wake()
 
     def seal(self) -> None:

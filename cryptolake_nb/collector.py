@@ -87,6 +87,8 @@ class Collector:
             thread, loop, fh = self._thread, self._loop, self._fh
             if thread is None:
                 return
+            if thread is threading.current_thread():
+                raise CollectorError("stop() was called from the collector's own thread (e.g. a callback)")
             deadline = time.monotonic() + timeout
             if thread.is_alive() and loop is not None and not loop.is_closed():
                 try:

@@ -1,21 +1,20 @@
 """The one adapter to cryptofeed 2.x's Feed/FeedHandler API (cryptofeed 3.x will change it)."""
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from cryptofeed import FeedHandler
+from cryptofeed.config import Config
 from cryptofeed.connection import HTTPAsyncConn, HTTPSync, RestEndpoint, WebsocketEndpoint
 from cryptofeed.exceptions import ExhaustedRetries, UnsupportedDataFeed, UnsupportedSymbol
+from cryptofeed.exchange import Exchange
 from cryptofeed.exchanges import EXCHANGE_MAP, Binance
 from cryptofeed.feed import Feed
-from cryptofeed.symbols import Symbols
 
 from cryptolake_nb.errors import ConfigError
 
@@ -45,7 +44,6 @@ ROUTED_LOGGER = "cryptolake_nb.cryptofeed"
 # "log.disabled" keeps FeedHandler from adding a stderr handler and writing ./feedhandler.log;
 # passing a dict also keeps the CRYPTOFEED_CONFIG environment variable out of the kernel
 _CONFIG: dict[str, Any] = {"uvloop": False, "log": {"disabled": True}}
-_symbols_lock = threading.Lock()
 
 
 def _public_channels(exchange: str) -> tuple[str, ...]:
@@ -118,7 +116,26 @@ class _TrustingHTTPConn(HTTPAsyncConn):
         self.last_message = None
 
 
-class _SimulatedBinance(Binance):
+class _OwnSymbolsExchange(Exchange):
+    """Sits just before Exchange in the MRO: symbols come from `_own_symbols`, not cryptofeed's
+    process-wide Symbols cache (which a live feed in another thread may be using)."""
+
+    _own_symbols: dict[str, str] = {}
+
+    def __init__(self, config: Any = None, sandbox: bool = False, subaccount: Any = None, **kwargs: Any) -> None:
+        # what cryptofeed 2.4.1's Exchange.__init__ sets, minus reading or filling Symbols
+        self.config = Config(config=config)
+        self.sandbox, self.subaccount = sandbox, subaccount
+        keys = self.config[self.id.lower()]
+        keys = keys if subaccount is None else keys[subaccount]
+        self.key_id, self.key_secret = keys.key_id, keys.key_secret
+        self.key_passphrase, self.account_name = keys.key_passphrase, keys.account_name
+        self.ignore_invalid_instruments = self.config.ignore_invalid_instruments
+        self.normalized_symbol_mapping = dict(self._own_symbols)
+        self.exchange_symbol_mapping = {v: k for k, v in self.normalized_symbol_mapping.items()}
+
+
+class _SimulatedBinance(Binance, _OwnSymbolsExchange):
     """cryptofeed's Binance parser with its endpoints, symbols and TLS trust taken from a simulator."""
 
     http_sync = _NoSyncHTTP()
@@ -128,29 +145,13 @@ class _SimulatedBinance(Binance):
         # proxy=None: websockets >= 15 would otherwise honour *_proxy environment variables
         self.websocket_endpoints = [WebsocketEndpoint(simulator.ws_url, options={"ssl": ctx, "proxy": None})]
         self.rest_endpoints = [RestEndpoint(simulator.rest_url, routes=Binance.rest_endpoints[0].routes)]
-        syms, info = Binance._parse_symbol_data(simulator.exchange_info())
-        with _symbols_as(self.id, syms, info):
-            super().__init__(**kwargs)
+        self._own_symbols, _ = Binance._parse_symbol_data(simulator.exchange_info())
+        super().__init__(**kwargs)
         self.http_conn = _TrustingHTTPConn(self.id, ctx)
 
     @classmethod
     def symbol_mapping(cls, refresh: bool = False, headers: dict | None = None) -> dict:
         raise ConfigError("a simulated feed's symbols come from its simulator, not from a request")
-
-
-@contextlib.contextmanager
-def _symbols_as(exchange_id: str, syms: dict, info: dict) -> Iterator[None]:
-    """Pre-fill cryptofeed's process-wide symbol cache for one construction, then restore it."""
-    with _symbols_lock:
-        previous = Symbols.data.get(exchange_id)
-        Symbols.set(exchange_id, syms, info)
-        try:
-            yield
-        finally:
-            if previous is None:
-                Symbols.data.pop(exchange_id, None)
-            else:
-                Symbols.data[exchange_id] = previous
 
 
 def _is_async_callable(cb: object) -> bool:

@@ -15,7 +15,7 @@ import pyarrow as pa
 from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
 from .config import LakeConfig
-from .errors import ConfigError, NoActiveLakeError
+from .errors import CollectorError, ConfigError, NoActiveLakeError
 from .flush import Flusher
 from .manifest import FileEntry, Manifest
 from .quarantine import RejectLog
@@ -140,17 +140,17 @@ class Lake:
 
         if not self._subscriptions:
             raise ConfigError("nothing to collect: call lake.subscribe(exchange, symbols, channels) first")
+        if self._collector is not None and self._collector.running:
+            raise CollectorError("the collector is already running; lake.stop() first")
         specs = list(self._subscriptions)
-        if self._collector is None:
-            self._collector = Collector(lambda: [build_feed(s, self.callbacks(s.channels)) for s in specs])
+        self._collector = Collector(lambda: [build_feed(s, self.callbacks(s.channels)) for s in specs])
         self._collector.start()
         self._flusher.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop collecting (within `timeout` s) and flush what is buffered."""
         if self._collector is not None:
-            self._collector.stop(timeout)
-            self._collector = None
+            self._collector.stop(timeout)  # kept: status() still shows its last errors
         self.flush()
 
     def flush(self) -> list[FileEntry]:

@@ -121,6 +121,27 @@ def test_build_feed_points_at_simulator_without_touching_global_symbols(sim: Exc
         build_feed(FeedSpec("BINANCE", ("FOO-BAR",), ("trades",), simulator=sim), {})
 
 
+def test_simulated_feed_sets_what_cryptofeed_sets(sim: ExchangeSimulator) -> None:
+    """Guards against cryptofeed drift: our Symbols-free Exchange init must match the stock one."""
+    from cryptofeed.exchanges import Binance
+
+    saved = Symbols.data.get("BINANCE")
+    syms, info = Binance._parse_symbol_data(sim.exchange_info())
+    Symbols.set("BINANCE", syms, info)  # pre-filled: the stock class makes no request
+    try:
+        stock = Binance(symbols=["BTC-USDT"], channels=["trades"], config={"log": {"disabled": True}})
+    finally:
+        if saved is None:
+            Symbols.data.pop("BINANCE", None)
+        else:
+            Symbols.data["BINANCE"] = saved
+    ours = build_feed(FeedSpec("BINANCE", ("BTC-USDT",), ("trades",), simulator=sim), {})
+    extra = {"_own_symbols", "websocket_endpoints", "rest_endpoints"}
+    assert set(vars(ours)) - extra == set(vars(stock))
+    assert ours.normalized_symbol_mapping == stock.normalized_symbol_mapping
+    assert ours.subscription == stock.subscription
+
+
 def test_make_feedhandler_is_kernel_friendly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)

@@ -59,3 +59,13 @@ def test_callback_never_raises_and_garbage_is_kept_aside(lake, make_trade):
 def test_schema_is_explicit():
     names = schema_for("trades").names
     assert names == ["exchange", "symbol", "side", "amount", "price", "trade_id", "type", "ts", "receipt_ts"]
+
+
+def test_bulk_arrow_rows_are_schema_checked(lake):
+    import pytest
+    from cryptolake_nb import SchemaError
+
+    good = pa.table({f.name: pa.array([], f.type) for f in schema_for("trades")}, schema=schema_for("trades"))
+    lake.buffer("trades").append_batch(good)
+    with pytest.raises(SchemaError, match="trades"):
+        lake.buffer("trades").append_batch(pa.table({"price": [1.0]}))

@@ -15,7 +15,8 @@ from aiohttp import WSMsgType, web
 
 from cryptolake_nb.clock import Clock, SystemClock
 from cryptolake_nb.errors import ConfigError, SimulatorError
-from cryptolake_nb.simulator.market import AGG_TRADE, DEPTH, Market
+from cryptolake_nb.simulator.market import AGG_TRADE, Market, MarketEvent
+from cryptolake_nb.simulator.streams import StreamClient, parse_streams
 from cryptolake_nb.simulator.tls import make_loopback_tls
 
 __all__ = ["ExchangeSimulator"]
@@ -24,23 +25,6 @@ log = logging.getLogger(__name__)
 
 _TICK_S = 0.01          # pacing granularity of the market task
 _MAX_BURST_S = 0.5      # after a stall, catch up at most this much market time
-_CLIENT_QUEUE = 10_000  # a client this far behind is disconnected, as exchanges do
-_STREAM_KINDS = {"aggTrade": AGG_TRADE, "depth": DEPTH, "depth@100ms": DEPTH, "depth@1000ms": DEPTH}
-
-
-class _Client:
-    """One websocket subscriber: its streams and an outbound queue drained by a writer task."""
-
-    def __init__(self, request: web.Request, ws: web.WebSocketResponse, streams: dict[tuple[str, str], str]) -> None:
-        self.ws = ws
-        self.transport = request.transport
-        self.streams = streams  # (EXCHANGE_SYMBOL, kind) -> stream name as the client spelled it
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(_CLIENT_QUEUE)
-
-    def abort(self) -> None:
-        """Reset the TCP connection without a close frame."""
-        if self.transport is not None:
-            self.transport.abort()
 
 
 class ExchangeSimulator:
@@ -67,7 +51,8 @@ class ExchangeSimulator:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._clients: set[_Client] = set()
+        self._clients: set[StreamClient] = set()
+        self._stopping: asyncio.Event | None = None
         self.trades_sent = 0
         self.depth_updates_sent = 0
         self.events_generated = 0
@@ -159,7 +144,8 @@ class ExchangeSimulator:
         if thread is None or loop is None:
             return
         if thread.is_alive() and not loop.is_closed():
-            loop.call_soon_threadsafe(self._stopping.set)
+            if self._stopping is not None:
+                loop.call_soon_threadsafe(self._stopping.set)
         thread.join(timeout)
         if thread.is_alive():
             raise SimulatorError(f"the simulator thread did not stop within {timeout} s")
@@ -244,26 +230,18 @@ class ExchangeSimulator:
             for _ in range(count):
                 self._publish(self._market.step(self._now_ms()))
 
-    def _publish(self, event: Any) -> None:
+    def _publish(self, event: MarketEvent) -> None:
         self.events_generated += 1
         key = (event.exchange_symbol, event.kind)
-        body = None
+        body = json.dumps(event.payload, separators=(",", ":"))
         for client in list(self._clients):
-            stream = client.streams.get(key)
-            if stream is None:
-                continue
-            if body is None:
-                body = json.dumps(event.payload, separators=(",", ":"))
-            try:
-                client.queue.put_nowait(f'{{"stream":"{stream}","data":{body}}}')
-            except asyncio.QueueFull:
-                log.warning("simulator: client too slow, disconnecting it")
+            accepted = client.offer(key, body)
+            if accepted is False:
                 self._clients.discard(client)
                 client.abort()
-                continue
-            if event.kind == AGG_TRADE:
+            elif accepted and event.kind == AGG_TRADE:
                 self.trades_sent += 1
-            else:
+            elif accepted:
                 self.depth_updates_sent += 1
 
     async def _drop(self, abrupt: bool) -> int:
@@ -273,27 +251,20 @@ class ExchangeSimulator:
             if abrupt:
                 client.abort()
             else:
-                await client.ws.close(code=1001, message=b"going away")
+                await client.close()
         return len(clients)
 
     # -- handlers --------------------------------------------------------------------------------
-    def _parse_streams(self, query: str) -> dict[tuple[str, str], str]:
-        streams: dict[tuple[str, str], str] = {}
-        for name in filter(None, query.split("/")):
-            symbol, _, kind = name.partition("@")
-            if kind not in _STREAM_KINDS or symbol.upper() not in self._market.instruments:
-                raise web.HTTPBadRequest(text=json.dumps({"code": -1121, "msg": f"Invalid stream {name!r}."}),
-                                         content_type="application/json")
-            streams[(symbol.upper(), _STREAM_KINDS[kind])] = name
-        return streams
-
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        streams = self._parse_streams(request.query.get("streams", ""))
+        try:
+            streams = parse_streams(request.query.get("streams", ""), self._market.instruments)
+        except ValueError as exc:
+            return web.json_response({"code": -1121, "msg": str(exc)}, status=400)
         ws = web.WebSocketResponse(timeout=2.0, autoping=True, heartbeat=None)
         await ws.prepare(request)
-        client = _Client(request, ws, streams)
+        client = StreamClient(request, ws, streams)
         self._clients.add(client)
-        writer = asyncio.create_task(self._write(client))
+        writer = asyncio.create_task(client.pump())
         log.debug("simulator: client connected for %s", sorted(streams.values()))
         try:
             async for msg in ws:  # answers pings and notices closes; the public streams take no input
@@ -304,12 +275,6 @@ class ExchangeSimulator:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
         return ws
-
-    async def _write(self, client: _Client) -> None:
-        while (text := await client.queue.get()) is not None:
-            if client.ws.closed:
-                return
-            await client.ws.send_str(text)
 
     async def _exchange_info(self, request: web.Request) -> web.Response:
         return web.json_response(self.exchange_info())

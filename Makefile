@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+BUILD  := build
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+.PHONY: install demo test test-fast bench bench-quick docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Run the quickstart offline against the built-in exchange simulator; leave the executed
+# notebook and an HTML copy under build/.
+demo: install
+	mkdir -p $(BUILD)
+	rm -rf $(BUILD)/lake
+	CRYPTOLAKE_ROOT=$(abspath $(BUILD))/lake $(BIN)/jupyter nbconvert --to notebook --execute \
+		--ExecutePreprocessor.timeout=300 --output-dir $(BUILD) notebooks/quickstart.ipynb
+	$(BIN)/jupyter nbconvert --to html --output-dir $(BUILD) $(BUILD)/quickstart.ipynb
+	@echo "demo: executed notebook in $(BUILD)/quickstart.ipynb and $(BUILD)/quickstart.html"
+
+# The whole suite, notebooks included (nbval runs them in this virtual environment).
+test: install
+	CRYPTOLAKE_ROOT=$$(mktemp -d)/lake $(BIN)/python -m pytest tests notebooks $(NBVAL) -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest tests -x -q -m "not slow"
+
+bench: install
+	$(BIN)/python -m benchmarks.run --full
+
+bench-quick: install
+	$(BIN)/python -m benchmarks.run --quick
+
+clean:
+	rm -rf $(BUILD) $(VENV) .pytest_cache

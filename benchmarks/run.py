@@ -1,0 +1,188 @@
+"""`make bench` / `make bench-quick`: the lake's costs, each next to a baseline run in the same process."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from cryptofeed.types import Trade
+
+import cryptolake_nb
+from cryptolake_nb import Lake, TradeLake
+
+from .synth import T0_NS, trades
+
+CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cryptofeed-captures"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(fn, repeat: int) -> dict:
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t)
+    return {"median_s": statistics.median(runs), "min_s": min(runs), "max_s": max(runs), "runs": repeat}
+
+
+def bench_callback(n: int, root: Path) -> dict:
+    """Backend callback cost per trade (append only) and the deferred conversion cost per row."""
+    objs = [Trade("BINANCE", "BTC-USDT", "buy" if i % 2 else "sell", Decimal("0.0123"), Decimal(f"{30000 + i % 500}.25"),
+                  1.7e9 + i * 1e-3, id=str(i)) for i in range(n)]
+    lake = Lake(root, autoflush=False, max_rows=10**9, max_bytes=2**40)
+    cb = TradeLake(lake)
+
+    async def noop(obj, receipt):
+        return None
+
+    async def drive(fn):
+        for o in objs:
+            await fn(o, 1.7e9)
+
+    loop = asyncio.new_event_loop()
+    t = time.perf_counter(); loop.run_until_complete(drive(noop)); base = time.perf_counter() - t
+    t = time.perf_counter(); loop.run_until_complete(drive(cb)); total = time.perf_counter() - t
+    loop.close()
+    t = time.perf_counter(); lake.buffer("trades").seal(); seal = time.perf_counter() - t
+    lake.close()
+    return {"trades": n, "callback_us": (total - base) / n * 1e6, "await_noop_us": base / n * 1e6,
+            "seal_us_per_row": seal / n * 1e6}
+
+
+def bench_parse() -> dict:
+    """cryptofeed's own per-message cost: its parsers re-driven over the real captures, no-op callbacks."""
+    from cryptofeed.defines import CANDLES, L2_BOOK, L3_BOOK, TICKER, TRADES
+
+    from cryptolake_nb.replay import capture_sets, replay_capture
+
+    async def noop(obj, receipt):
+        return None
+
+    messages, seconds, per = 0, 0.0, {}
+    for name, files in sorted(capture_sets(CAPTURES).items()):
+        try:
+            r = replay_capture(files, {c: noop for c in (TRADES, L2_BOOK, L3_BOOK, TICKER, CANDLES)})
+        except cryptolake_nb.ReplayError:
+            continue
+        messages += r.messages
+        seconds += r.duration
+        per[name] = round(r.duration / max(r.messages, 1) * 1e6, 2)
+    return {"messages": messages, "parse_us_per_message": seconds / messages * 1e6, "per_exchange_us": per}
+
+
+def bench_flush(n: int, root: Path, repeat: int) -> dict:
+    """Buffer -> committed Parquet rows/s, against pyarrow's default write_table of the same rows."""
+    data = pa.concat_tables([trades(n // 4, symbol=s, seed=i) for i, s in enumerate(["BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"])])
+    counter = iter(range(10**6))
+
+    def lake_flush():
+        with Lake(root / f"flush{next(counter)}", autoflush=False, max_rows=10**9, max_bytes=2**40) as lake:
+            lake.buffer("trades").append_batch(data)
+            t = time.perf_counter()
+            lake.flush()
+            lake_flush.last = time.perf_counter() - t
+            lake_flush.bytes = sum(e.bytes for e in lake._manifest.files("trades"))
+
+    flush_runs = []
+    for _ in range(repeat):
+        lake_flush()
+        flush_runs.append(lake_flush.last)
+    base = timed(lambda: pq.write_table(data, root / "baseline.parquet"), repeat)
+    med = statistics.median(flush_runs)
+    return {"rows": n, "lake_rows_per_s": n / med, "lake_min_s": min(flush_runs), "lake_max_s": max(flush_runs),
+            "pyarrow_default_rows_per_s": n / base["median_s"], "ratio_vs_pyarrow_default": base["median_s"] / med,
+            "lake_bytes_per_trade": lake_flush.bytes / n,
+            "pyarrow_default_bytes_per_trade": (root / "baseline.parquet").stat().st_size / n}
+
+
+def bench_ohlc(n_hist: int, n_live: int, root: Path, repeat: int) -> dict:
+    """ohlc() over history + live rows, against the same SQL in plain DuckDB over the Parquet files alone."""
+    lake = Lake(root / "ohlc", autoflush=False, max_rows=10**9, max_bytes=2**40)
+    chunk = 1_000_000
+    end = T0_NS
+    for i in range(0, n_hist, chunk):
+        part = trades(min(chunk, n_hist - i), seed=100 + i // chunk, start_ns=end + 1)
+        end = part.column("ts").cast(pa.int64())[-1].as_py()
+        lake.buffer("trades").append_batch(part)
+        lake.flush()
+    lake.buffer("trades").append_batch(trades(n_live, seed=99, start_ns=end + 1))
+    files = [str(lake.root / e.path) for e in lake._manifest.files("trades")]
+    step = 60 * 10**9
+    sql = ("SELECT (epoch_ns(ts) // {s}) * {s} AS bucket, arg_min(price, (ts, receipt_ts)) AS open, max(price) AS high,"
+           " min(price) AS low, arg_max(price, (ts, receipt_ts)) AS close, sum(amount) AS volume, count(*) AS trades,"
+           " sum(price * amount) / sum(amount) AS vwap FROM {src} WHERE symbol = 'BTC-USDT' GROUP BY bucket ORDER BY bucket")
+    plain = duckdb.connect()
+    src = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+    parquet_only = timed(lambda: plain.sql(sql.format(s=step, src=src)).to_arrow_table(), repeat)
+    lake.ohlc("BTC-USDT", "1min")  # warm the metadata cache as the baseline's first run did
+    plain.sql(sql.format(s=step, src=src)).to_arrow_table()
+    unified = timed(lambda: lake.ohlc("BTC-USDT", "1min", to="arrow"), repeat)
+    parquet_only = timed(lambda: plain.sql(sql.format(s=step, src=src)).to_arrow_table(), repeat)
+    bars = len(lake.ohlc("BTC-USDT", "1min"))
+    lake.close()
+    return {"history_rows": n_hist, "live_rows": n_live, "files": len(files), "bars": bars,
+            "unified_ms": unified["median_s"] * 1e3, "unified_min_ms": unified["min_s"] * 1e3,
+            "unified_max_ms": unified["max_s"] * 1e3, "parquet_only_ms": parquet_only["median_s"] * 1e3,
+            "parquet_only_min_ms": parquet_only["min_s"] * 1e3, "parquet_only_max_ms": parquet_only["max_s"] * 1e3,
+            "overhead_ratio": unified["median_s"] / parquet_only["median_s"]}
+
+
+def machine() -> dict:
+    import pandas, polars, cryptofeed  # noqa: E401
+
+    return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),
+            "duckdb": duckdb.__version__, "pyarrow": pa.__version__, "pandas": pandas.__version__,
+            "polars": polars.__version__, "cryptofeed": getattr(cryptofeed, "__version__", "2.4.1")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small sizes, CI-sized time")
+    ap.add_argument("--full", action="store_true", help="issue-sized runs (10M history rows)")
+    args = ap.parse_args(argv)
+    quick = args.quick and not args.full
+    sizes = dict(cb=100_000, flush=500_000, hist=1_000_000, live=200_000, repeat=3) if quick else \
+        dict(cb=300_000, flush=2_000_000, hist=10_000_000, live=200_000, repeat=5)
+    with tempfile.TemporaryDirectory(prefix="cryptolake-bench-") as tmp:
+        root = Path(tmp)
+        result = {"machine": machine(), "mode": "quick" if quick else "full", "sizes": sizes}
+        result["callback"] = bench_callback(sizes["cb"], root / "cb")
+        result["parse"] = bench_parse()
+        result["flush"] = bench_flush(sizes["flush"], root, sizes["repeat"])
+        result["ohlc"] = bench_ohlc(sizes["hist"], sizes["live"], root, sizes["repeat"])
+    cb, parse, fl, oh = result["callback"], result["parse"], result["flush"], result["ohlc"]
+    checks = [
+        ("backend callback per trade", f"{cb['callback_us']:.2f} us", f"cryptofeed parse {parse['parse_us_per_message']:.2f} us/msg "
+         f"(ratio {cb['callback_us'] / parse['parse_us_per_message']:.2f})", cb["callback_us"] <= 1.5, "<= 1.5 us"),
+        ("deferred conversion per row (at seal)", f"{cb['seal_us_per_row']:.2f} us", "-", None, "-"),
+        ("flush throughput", f"{fl['lake_rows_per_s'] / 1e6:.2f} M rows/s",
+         f"pyarrow default write {fl['pyarrow_default_rows_per_s'] / 1e6:.2f} M rows/s (ratio {fl['ratio_vs_pyarrow_default']:.2f})",
+         fl["lake_rows_per_s"] >= 1.5e6, ">= 1.5 M rows/s"),
+        ("bytes per trade on disk", f"{fl['lake_bytes_per_trade']:.1f} B", f"pyarrow default {fl['pyarrow_default_bytes_per_trade']:.1f} B", None, "-"),
+        (f"ohlc 1min, {oh['history_rows'] / 1e6:g}M hist + {oh['live_rows'] / 1e3:g}k live", f"{oh['unified_ms']:.1f} ms",
+         f"Parquet alone {oh['parquet_only_ms']:.1f} ms (ratio {oh['overhead_ratio']:.2f})", oh["overhead_ratio"] <= 1.3, "<= 1.3x"),
+    ]
+    result["checks"] = [dict(zip(("what", "lake", "baseline", "met", "target"), c)) for c in checks]
+    lines = ["| measure | lake | baseline (same run) | target | met |", "|---|---|---|---|---|"]
+    lines += [f"| {w} | {v} | {b} | {t} | {'-' if m is None else 'yes' if m else 'NO'} |" for w, v, b, m, t in checks]
+    print("\n".join(lines))
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench-{result['mode']}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
