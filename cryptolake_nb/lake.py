@@ -4,7 +4,9 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 
@@ -18,6 +20,7 @@ from .config import LakeConfig
 from .errors import CollectorError, ConfigError, NoActiveLakeError
 from .flush import Flusher
 from .manifest import FileEntry, Manifest
+from .partitions import check_value
 from .quarantine import RejectLog
 from .records import CONVERTERS
 from .schema import TABLES
@@ -96,6 +99,7 @@ class Lake:
         self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy, clock=self._clock)
         self._view = LakeView(self.root, threads=self.config.duckdb_threads)
         self._subscriptions: list[FeedSpec] = []
+        self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
         self.closed = False
         if self.config.autoflush:
@@ -128,6 +132,9 @@ class Lake:
 
         if isinstance(symbols, str):
             symbols = [symbols]
+        check_value("exchange", exchange)
+        for symbol in symbols:
+            check_value("symbol", symbol)  # refused now, not as rejected rows later
         spec = FeedSpec(exchange=exchange, symbols=tuple(symbols), channels=tuple(channels), simulator=simulator)
         self.callbacks(spec.channels)  # refuses channels the lake cannot store
         self._subscriptions.append(spec)
@@ -185,7 +192,17 @@ class Lake:
         return out
 
     def query_arrow(self, query: str, params: Mapping[str, Any] | None = None, **prune: Any) -> pa.Table:
-        return self._view.query(query, params, self.sources(**prune))
+        """Like `sql` with an Arrow result; `prune` (exchange, symbols, start_ns, end_ns) skips
+        committed files the manifest shows cannot match, before DuckDB opens any."""
+        started = time.perf_counter()
+        sources = self.sources(**prune)
+        result = self._view.query(query, params, sources)
+        self.queries.append({
+            "sql": query, "ms": (time.perf_counter() - started) * 1e3, "rows": result.num_rows,
+            "files": {t: len(s.files) for t, s in sources.items()},
+            "live_rows": {t: s.live.num_rows for t, s in sources.items()},
+        })
+        return result
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None, to: Output = "pandas") -> Any:
         """Run one SELECT over the lake's views (`trades`, ...); `$name` binds params[name]."""

@@ -130,3 +130,20 @@ def test_bar_properties(tmp_path_factory, make_trade, rows):
         v = lake.vwap("BTC-USDT")
         lo, hi = min(float(str(p)) for p, _, _ in rows), max(float(str(p)) for p, _, _ in rows)
         assert lo * (1 - 1e-12) <= v <= hi * (1 + 1e-12)
+
+
+def test_helpers_prune_partitions_by_exchange_symbol_and_time(lake, make_trade):
+    day = 86_400.0
+    for d in range(3):
+        for sym in ("BTC-USDT", "ETH-USDT"):
+            for ex in ("BINANCE", "KRAKEN"):
+                put(lake, [make_trade(100 + d, 1, T0 + d * day + i, symbol=sym, exchange=ex) for i in range(5)])
+    lake.flush()
+    assert lake.status()["tables"]["trades"]["files"] == 12
+    lake.ohlc("BTC-USDT", "1h", exchange="KRAKEN")
+    assert lake.queries[-1]["files"]["trades"] == 3
+    bars = lake.ohlc("BTC-USDT", "1h", exchange="KRAKEN", start=pd.Timestamp(T0 + day, unit="s"),
+                     end=pd.Timestamp(T0 + 2 * day, unit="s"))
+    assert lake.queries[-1]["files"]["trades"] == 1 and bars.trades.sum() == 5 and (bars.open == 101).all()
+    lake.sql("SELECT count(*) FROM trades")
+    assert lake.queries[-1]["files"]["trades"] == 12

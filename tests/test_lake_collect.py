@@ -7,7 +7,7 @@ import time
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
-from cryptolake_nb import CollectorError, ConfigError, Lake, TradeLake
+from cryptolake_nb import CollectorError, ConfigError, Lake, SymbolError, TradeLake
 from cryptolake_nb.simulator import ExchangeSimulator
 
 
@@ -99,6 +99,8 @@ def test_subscribe_validates(tmp_path):
             lake.subscribe("NOTANEXCHANGE", ["BTC-USDT"])
         with pytest.raises(ConfigError, match="channel"):
             lake.subscribe("BINANCE", ["BTC-USDT"], channels=["no_such_channel"])
+        with pytest.raises(SymbolError, match="control character"):
+            lake.subscribe("BINANCE", ["BTC\x00USD"])
         with pytest.raises(ConfigError, match="subscribe"):
             lake.start()
 
