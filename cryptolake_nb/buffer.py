@@ -4,13 +4,13 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import pyarrow as pa
 
 from .clock import Clock, SystemClock
 from .errors import SchemaError
-from .records import Converted, Item, Reject
+from .records import Converter, Reject
 
 __all__ = ["LiveBuffer", "Sealed"]
 
@@ -40,7 +40,7 @@ class LiveBuffer:
         self,
         table: str,
         schema: pa.Schema,
-        converter: Callable[[Sequence[Item]], Converted],
+        converter: Converter,
         on_rejects: Callable[[list[Reject]], None],
         *,
         clock: Clock | None = None,
@@ -54,7 +54,8 @@ class LiveBuffer:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._seal_lock = threading.RLock()
-        self._pending: list[Item] = []
+        self._pending: list[Any] = []  # cryptofeed objects, in arrival order
+        self._receipts: list[Any] = []  # their receipt timestamps
         self._sealed: list[Sealed] = []
         self._sealed_rows = 0
         self._sealed_bytes = 0
@@ -70,7 +71,8 @@ class LiveBuffer:
             pending = self._pending
             if self._pending_since is None:
                 self._pending_since = self._clock.monotonic()
-            pending.append((obj, receipt_ts))
+            pending.append(obj)
+            self._receipts.append(receipt_ts)
             self.appended += 1
             wake = self._wake_rows and len(pending) + self._sealed_rows == self._wake_rows
         if wake and self._on_wake is not None:
@@ -101,14 +103,16 @@ class LiveBuffer:
         with self._seal_lock:
             with self._lock:
                 items, self._pending = self._pending, []
+                receipts, self._receipts = self._receipts, []
                 since, self._pending_since = self._pending_since, None
             if not items:
                 return
             try:
-                converted = self._convert(items)
+                converted = self._convert(items, receipts)
             except Exception:  # a converter bug must not lose the objects
                 with self._lock:
                     self._pending[:0] = items
+                    self._receipts[:0] = receipts
                     self._pending_since = since
                 raise
             with self._lock:

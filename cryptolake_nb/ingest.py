@@ -25,12 +25,16 @@ class LakeCallback:
     table: str = ""
 
     def __init__(self, lake: _HasBuffers) -> None:
-        self._append = lake.buffer(self.table).append
-        self.calls = 0
+        self._buffer = lake.buffer(self.table)
+        self._append = self._buffer.append
         self.errors = 0
 
+    @property
+    def calls(self) -> int:
+        """Objects this table's buffer has received (from every callback feeding it)."""
+        return self._buffer.appended
+
     async def __call__(self, obj: Any, receipt_timestamp: float) -> None:
-        self.calls += 1
         try:
             self._append(obj, receipt_timestamp)
         except Exception:  # never propagate into cryptofeed
