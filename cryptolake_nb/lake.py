@@ -165,13 +165,20 @@ class Lake:
         return self._flusher.flush()
 
     def replay(self, files: Sequence[str | Path], *, config: Any = None) -> dict[str, int]:
-        """Feed a recorded cryptofeed capture through cryptofeed's parsers into the lake."""
+        """Feed a recorded cryptofeed capture through cryptofeed's parsers into the lake; return the
+        rows stored per table (rejected rows are in `lake.rejected()`)."""
         from .replay import replay_capture
 
-        before = {t: b.appended for t, b in self._buffers.items()}
+        def counts() -> dict[str, int]:
+            for b in self._buffers.values():
+                b.seal()  # validation happens at seal: count rows stored, not objects received
+            return {t: b.appended - self.rejects.counts.get(t, 0) for t, b in self._buffers.items()}
+
+        before = counts()
         result: ReplayResult = replay_capture(list(files), self.callbacks(("trades",)), config=config)
         self.last_replay = result
-        return {t: b.appended - before[t] for t, b in self._buffers.items()}
+        after = counts()
+        return {t: after[t] - before[t] for t in after}
 
     # -- query ----------------------------------------------------------------------------
     def sources(self, *, exchange: str | None = None, symbols: Sequence[str] | None = None,

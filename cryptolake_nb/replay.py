@@ -9,11 +9,11 @@ import logging
 import re
 import threading
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Optional, Union
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional, Union
 
 from cryptofeed.config import Config
 from cryptofeed.connection import WSAsyncConn
@@ -22,6 +22,7 @@ from cryptofeed.exchanges import EXCHANGE_MAP
 from yapic import json as cf_json  # the JSON parser cryptofeed uses: it turns ISO dates into datetimes
 
 from cryptolake_nb.errors import ReplayError
+from cryptolake_nb.replay_http import RecordedAsyncHTTP, RecordedResponses, RecordedSyncHTTP, Substitution
 
 __all__ = ["ReplayResult", "capture_sets", "replay_capture"]
 
@@ -39,20 +40,26 @@ _SLEEP_WAKEUP = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What one replay delivered: exchange id, replayed messages, callbacks per channel, seconds."""
+    """What one replay delivered: exchange id, replayed messages, callbacks per channel, seconds.
+
+    `substitutions` lists the REST requests the capture had no record of and that were answered,
+    as cryptofeed's own playback answers them, with another recorded response: (requested URL,
+    served URL) pairs in request order (see cryptolake_nb.replay_http). Empty for a faithful replay.
+    """
 
     exchange: str
     messages: int
     callbacks: dict[str, int]
     duration: float
+    substitutions: tuple[Substitution, ...] = ()
 
 
 @dataclass(frozen=True)
 class _Capture:
     exchange: str
     config: dict[str, list[str]]
-    symbol_responses: dict[str, str]      # URL -> body of the last recorded symbol (sync) GET
-    http_responses: dict[str, list[str]]  # URL -> bodies of the async GETs (snapshots), in order
+    symbol_responses: tuple[tuple[str, str], ...]  # (URL, body) of the symbol (sync) GETs, file order
+    http_responses: tuple[tuple[str, str], ...]    # (URL, body) of the polled (async) GETs, file order
     ws_files: tuple[Path, ...]
 
 
@@ -91,8 +98,8 @@ def _load_capture(files: Iterable[PathLike]) -> _Capture:
     if not any(_file_key(p)[1] == _HEAD for p in unique):
         raise ReplayError(f"{exchange}: {exchange}.0 (configuration line and symbol responses) is missing")
     config: Any = None
-    symbols: dict[str, str] = {}
-    http: dict[str, list[str]] = defaultdict(list)
+    symbols: list[tuple[str, str]] = []
+    http: list[tuple[str, str]] = []
     for path in (p for p in unique if _file_key(p)[1] != _WS):
         head = _file_key(path)[1] == _HEAD
         with open(path, encoding="utf-8") as handle:
@@ -108,56 +115,25 @@ def _load_capture(files: Iterable[PathLike]) -> _Capture:
                     _, colon, body = rest.partition(": ")
                     if not arrow or not colon:
                         raise ReplayError(f"{path} line {number}: malformed REST record")
-                    if head:
-                        symbols[url] = body  # several runs may share NAME.0: the last one fed the ws files
-                    else:
-                        http[url].append(body)
+                    (symbols if head else http).append((url, body))
     if not isinstance(config, dict) or not config:
         raise ReplayError(f"{exchange}: {exchange}.0 has no configuration line")
     ws_files = tuple(p for p in unique if _file_key(p)[1] == _WS)
     if not ws_files:
         raise ReplayError(f"{exchange}: the capture has no websocket file ({exchange}.ws.N.0)")
-    return _Capture(exchange, config, symbols, dict(http), ws_files)
+    return _Capture(exchange, config, tuple(symbols), tuple(http), ws_files)
 
 
-def _lacks(exchange: str, address: str, known: Iterable[str]) -> ReplayError:
-    recorded = ", ".join(sorted(known)) or "none"
-    return ReplayError(f"{exchange}: cryptofeed requests {address}, which the capture lacks (recorded: {recorded})")
-
-
-class _RecordedSyncHTTP:
-    """Stands in for cryptofeed's HTTPSync on the replay class: recorded answers, never the network."""
-
-    def __init__(self, exchange: str, responses: dict[str, str]) -> None:
-        self.exchange, self.responses = exchange, responses
-
-    def read(self, address: str, params: Any = None, headers: Any = None, json: bool = False,
-             text: bool = True, uuid: Any = None) -> Any:
-        if address not in self.responses:
-            raise _lacks(self.exchange, address, self.responses)
-        body = self.responses[address]
-        return cf_json.loads(body, parse_float=Decimal) if json else body
-
-    def write(self, address: str, *args: Any, **kwargs: Any) -> Any:
-        raise ReplayError(f"{self.exchange}: cryptofeed tried to POST to {address} during a replay")
-
-
-class _RecordedAsyncHTTP:
-    """Stands in for the feed instance's HTTPAsyncConn: each GET takes the next recorded response."""
-
-    def __init__(self, exchange: str, responses: dict[str, list[str]]) -> None:
-        self.exchange, self.id = exchange, f"{exchange}.http.replay"
-        self.queues = {url: deque(bodies) for url, bodies in responses.items()}
-
-    async def read(self, address: str, header: Any = None, params: Any = None, return_headers: bool = False,
-                   retry_count: int = 0, retry_delay: float = 60) -> Any:
-        if not self.queues.get(address):
-            raise _lacks(self.exchange, address, [u for u, q in self.queues.items() if q])
-        body, _, head = self.queues[address].popleft().partition(" header: ")
-        return (body, cf_json.loads(head) if head else {}) if return_headers else body
-
-    async def close(self) -> None:  # no write/delete: anything but a recorded GET fails the replay
-        return None
+@contextmanager
+def _failing_as(message: str) -> Iterator[None]:
+    """Turn any non-ReplayError raised by cryptofeed code inside the block into a logged ReplayError."""
+    try:
+        yield
+    except ReplayError:
+        raise
+    except Exception as exc:
+        LOG.error("%s: %r", message, exc)
+        raise ReplayError(f"{message}: {type(exc).__name__}: {exc}") from exc
 
 
 class _ReplayExchangeBase(Exchange):
@@ -189,22 +165,19 @@ class _ReplayExchangeBase(Exchange):
         return {**cls.replay_info, "symbols": list(cls.replay_symbols), "channels": channels}
 
 
-def _replay_class(capture: _Capture) -> type:
+def _replay_class(capture: _Capture, substitutions: list[Substitution]) -> type:
     """A private subclass of the exchange class whose symbol data and sync REST come from the capture."""
     base = EXCHANGE_MAP[capture.exchange]
-    cls = type(f"Replay{base.__name__}", (base, _ReplayExchangeBase),
-               {"http_sync": _RecordedSyncHTTP(capture.exchange, capture.symbol_responses)})
+    recorded = RecordedResponses(capture.exchange, "symbol", capture.symbol_responses, latest=True, fallback=True,
+                                 substitutions=substitutions)
+    cls = type(f"Replay{base.__name__}", (base, _ReplayExchangeBase), {"http_sync": RecordedSyncHTTP(recorded)})
     data = []
-    try:
+    with _failing_as(f"{capture.exchange}: cryptofeed cannot parse the recorded symbol data"):
         for endpoint in cls.rest_endpoints:
             addresses = cls._symbol_endpoint_prepare(endpoint)
             for address in addresses if isinstance(addresses, list) else [addresses]:
                 data.append(cls.http_sync.read(address, json=True, uuid=cls.id))
         cls.replay_symbols, cls.replay_info = cls._parse_symbol_data(data if len(data) > 1 else data[0])
-    except ReplayError:
-        raise
-    except Exception as exc:
-        raise ReplayError(f"{capture.exchange}: cryptofeed cannot parse the recorded symbol data: {exc!r}") from exc
     return cls
 
 
@@ -215,7 +188,7 @@ class _RecordedSocket:
 
     def __init__(self, path: Path, subscription: dict) -> None:
         self.path, self.id, self.subscription = path, path.name.rsplit(".", 1)[0], subscription
-        self.sent, self.received, self.last_message = 0, 0, None
+        self.sent = 0
         with open(path, encoding="utf-8") as handle:
             first = handle.readline()
         self.address = first.split(" ", 1)[0] if first.startswith("wss://") else ""
@@ -247,12 +220,10 @@ async def _drive(capture: _Capture, callbacks: dict[str, Callback], config: Any,
                  progress: Optional[Progress]) -> ReplayResult:
     started = time.perf_counter()
     counts: dict[str, int] = defaultdict(int)
-    try:
-        feed = _replay_class(capture)(candle_closed_only=False, config=config, subscription=capture.config)
-    except ReplayError:
-        raise
-    except Exception as exc:
-        raise ReplayError(f"{capture.exchange}: cryptofeed rejects the capture's configuration: {exc!r}") from exc
+    substitutions: list[Substitution] = []
+    with _failing_as(f"{capture.exchange}: cryptofeed rejects the capture's configuration"):
+        feed = _replay_class(capture, substitutions)(candle_closed_only=False, config=config,
+                                                     subscription=capture.config)
     unknown = sorted(set(callbacks) - set(feed.callbacks))
     if unknown:
         raise ReplayError(f"{capture.exchange}: unknown callback channel(s): {', '.join(unknown)}")
@@ -267,7 +238,8 @@ async def _drive(capture: _Capture, callbacks: dict[str, Callback], config: Any,
 
     for channel in set(capture.config) | set(callbacks):
         feed.callbacks[channel] = [counted(channel, callbacks.get(channel))]
-    feed.http_conn = _RecordedAsyncHTTP(capture.exchange, capture.http_responses)
+    feed.http_conn = RecordedAsyncHTTP(RecordedResponses(capture.exchange, "polled", capture.http_responses,
+                                                         latest=False, fallback=False, substitutions=substitutions))
     subscription = {feed.std_channel_to_exchange(chan): [feed.std_symbol_to_exchange_symbol(s) for s in syms]
                     for chan, syms in capture.config.items()}
     sockets = [_RecordedSocket(path, subscription) for path in capture.ws_files]
@@ -276,19 +248,17 @@ async def _drive(capture: _Capture, callbacks: dict[str, Callback], config: Any,
     if not handlers:
         raise ReplayError(f"{capture.exchange}: cryptofeed opens no connection for the capture's configuration")
     try:
-        for index, (_, subscribe, _, _) in enumerate(entries):
-            try:
+        with _failing_as(f"{capture.exchange}: cryptofeed failed while subscribing"):
+            for index, (_, subscribe, _, _) in enumerate(entries):
                 await subscribe(sockets[min(index, len(sockets) - 1)])
-            except Exception as exc:
-                LOG.error("%s: subscribing failed: %r", capture.exchange, exc)
-                raise ReplayError(f"{capture.exchange}: cryptofeed failed while subscribing: {exc}") from exc
         messages = await _feed_lines(capture, sockets, handlers, progress)
     finally:
         try:
             await feed.shutdown()
         except Exception:  # a shutdown problem must not hide the replay's own outcome
             LOG.warning("%s: feed shutdown after the replay failed", capture.exchange, exc_info=True)
-    return ReplayResult(capture.exchange, messages, dict(counts), time.perf_counter() - started)
+    return ReplayResult(capture.exchange, messages, dict(counts), time.perf_counter() - started,
+                        tuple(substitutions))
 
 
 async def _feed_lines(capture: _Capture, sockets: list[_RecordedSocket], handlers: list,
@@ -313,9 +283,7 @@ async def _feed_lines(capture: _Capture, sockets: list[_RecordedSocket], handler
                     continue
                 stamp, _, payload = line.partition(": ")
                 try:
-                    receipt = float(stamp)
-                    sock.received, sock.last_message = sock.received + 1, receipt
-                    await handler(_decode(payload), sock, receipt)
+                    await handler(_decode(payload), sock, float(stamp))
                 except Exception as exc:
                     LOG.error("%s: replay failed at %s line %d: %r", capture.exchange, sock.path.name, number, exc)
                     raise ReplayError(f"{capture.exchange}: replay failed at {sock.path} line {number}: "
@@ -339,6 +307,9 @@ def replay_capture(files: Iterable[PathLike], callbacks: dict[str, Callback], *,
     callables (coroutine functions or plain ones); they run in the replay thread and receive the
     recorded receipt times. asyncio.sleep() inside that thread returns at once (cryptofeed pauses
     for rate limits and snapshot timing, which a recording does not need). Blocks until done.
+    REST requests are answered from the capture by URL; a symbol request the capture has no record
+    of gets the next unused recorded one, as cryptofeed's playback does, with a WARNING and an
+    entry in `ReplayResult.substitutions` (rules in cryptolake_nb.replay_http).
     """
     capture = _load_capture(files)
     outcome: dict[str, Any] = {}

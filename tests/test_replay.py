@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,14 +12,13 @@ import pytest
 from cryptofeed.connection import HTTPAsyncConn, HTTPSync
 from cryptofeed.defines import L2_BOOK, TRADES
 from cryptofeed.symbols import Symbols
+from cryptofeed_reference import CAPTURES, exchange_names, playback_reference
 
 from cryptolake_nb.errors import ReplayError
 from cryptolake_nb.replay import ReplayResult, capture_sets, replay_capture
+from cryptolake_nb.replay_http import RecordedResponses
 
-ROOT = Path(__file__).resolve().parents[1]
-CAPTURES = (ROOT / ".." / "shared" / "data" / "cryptofeed-captures").resolve()
-MISSING = "<cryptofeed-captures folder missing>"
-EXCHANGES = sorted(capture_sets(CAPTURES)) if CAPTURES.is_dir() else [MISSING]
+EXCHANGES = exchange_names(CAPTURES)
 
 # cryptofeed 2.4.1's playback() itself fails on these: the captures predate the exchanges' current APIs.
 CRYPTOFEED_CANNOT_PLAY = {
@@ -29,40 +27,12 @@ CRYPTOFEED_CANNOT_PLAY = {
     "BYBIT": "2.4.1 reads api.bybit.com/v5/market/instruments-info; the capture holds the old "
              "v2/public/symbols list (playback dies with KeyError 'result')",
 }
-# cryptofeed's playback hands out recorded REST bodies in file order whatever URL is asked, so it
-# "plays" these on a mismatched response; our driver matches URLs and must refuse.
-CAPTURE_LACKS_REST = {
-    "BITFINEX": "https://api-pub.bitfinex.com/v2/conf/pub:list:pair:futures",  # capture has ...:future
+# Symbol requests the capture has no record of, answered (as cryptofeed's playback answers every
+# symbol request) with the next unused recorded symbol response: (requested, served) URL pairs.
+SUBSTITUTED_REST = {
+    "BITFINEX": (("https://api-pub.bitfinex.com/v2/conf/pub:list:pair:futures",  # what 2.4.1 asks
+                  "https://api-pub.bitfinex.com/v2/conf/pub:list:pair:future"),),  # what was recorded
 }
-
-_CRYPTOFEED_PLAYBACK = r"""
-import json, sys
-from pathlib import Path
-from cryptofeed.raw_data_collection import playback
-
-def config_channels(head):
-    for line in open(head, encoding="utf-8"):
-        if line.startswith("configuration: "):
-            return list(json.loads(line.split(": ", 1)[1]))
-    return []
-
-out = {}
-for name, files in json.loads(sys.argv[1]).items():
-    trades = []
-    async def on_trade(t, receipt):
-        trades.append([str(t.symbol), t.side, str(t.price), str(t.amount), t.id,
-                       None if t.timestamp is None else float(t.timestamp)])
-    async def ignore(obj, receipt):
-        pass
-    channels = config_channels(next(f for f in files if Path(f).name == name + ".0"))
-    callbacks = {c: (on_trade if c == "trades" else ignore) for c in channels}
-    try:
-        res = playback(name, files, callbacks=callbacks, config=None)
-        out[name] = {"messages": res["messages_processed"], "callbacks": res["callbacks"], "trades": trades}
-    except Exception as exc:
-        out[name] = {"error": f"{type(exc).__name__}: {exc}"}
-print(json.dumps(out))
-"""
 
 
 def _require_captures() -> None:
@@ -70,15 +40,11 @@ def _require_captures() -> None:
                                "recorded sample data there (see its README.md)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def cryptofeed_results() -> dict:
-    """cryptofeed's own playback of every capture, in a subprocess (it patches classes globally)."""
+    """cryptofeed's own playback of every capture (run once per session, in subprocesses)."""
     _require_captures()
-    sets = {name: [str(p) for p in files] for name, files in capture_sets(CAPTURES).items()}
-    proc = subprocess.run([sys.executable, "-c", _CRYPTOFEED_PLAYBACK, json.dumps(sets)], capture_output=True,
-                          text=True, timeout=120, cwd=str(ROOT))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return playback_reference(CAPTURES)
 
 
 def _replay_with_trades(name: str) -> tuple[ReplayResult, list]:
@@ -86,7 +52,7 @@ def _replay_with_trades(name: str) -> tuple[ReplayResult, list]:
 
     async def on_trade(t, receipt_timestamp: float) -> None:
         trades.append([str(t.symbol), t.side, str(t.price), str(t.amount), t.id,
-                       None if t.timestamp is None else float(t.timestamp)])
+                       None if t.timestamp is None else float(t.timestamp), receipt_timestamp])
 
     result = replay_capture(capture_sets(CAPTURES)[name], {TRADES: on_trade})
     return result, json.loads(json.dumps(trades))
@@ -101,24 +67,83 @@ def test_matches_cryptofeed_playback(name: str, cryptofeed_results: dict) -> Non
         with pytest.raises(ReplayError, match=name):
             replay_capture(capture_sets(CAPTURES)[name], {})
         return
-    if name in CAPTURE_LACKS_REST:
-        with pytest.raises(ReplayError, match="capture lacks") as info:
-            replay_capture(capture_sets(CAPTURES)[name], {})
-        assert CAPTURE_LACKS_REST[name] in str(info.value)
-        return
     assert "error" not in theirs, f"cryptofeed's playback failed on {name}: {theirs.get('error')}"
     ours, trades = _replay_with_trades(name)
     assert ours.exchange == name
     assert ours.messages == theirs["messages"]
     assert ours.callbacks == theirs["callbacks"]
-    assert trades == theirs["trades"]
+    assert trades == theirs["trades"]  # receipt times included
+    assert ours.substitutions == SUBSTITUTED_REST.get(name, ())
 
 
 def test_every_capture_is_accounted_for() -> None:
     _require_captures()
-    assert set(CRYPTOFEED_CANNOT_PLAY) | set(CAPTURE_LACKS_REST) <= set(EXCHANGES)
+    assert set(CRYPTOFEED_CANNOT_PLAY) | set(SUBSTITUTED_REST) <= set(EXCHANGES)
+    assert not set(CRYPTOFEED_CANNOT_PLAY) & set(SUBSTITUTED_REST)
     for name, files in capture_sets(CAPTURES).items():
         assert files[0].name == f"{name}.0" and any(".ws." in f.name for f in files)
+
+
+def test_substitution_is_logged_with_both_urls(caplog: pytest.LogCaptureFixture) -> None:
+    _require_captures()
+    (requested, served), = SUBSTITUTED_REST["BITFINEX"]
+    with caplog.at_level(logging.WARNING, logger="cryptolake_nb.replay"):
+        result = replay_capture(capture_sets(CAPTURES)["BITFINEX"], {})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and requested in warnings[0] and served in warnings[0]
+    assert result.substitutions == ((requested, served),) and result.callbacks[TRADES] == 210
+
+
+def _capture_without_rest(tmp_path: Path, name: str, drop_http: bool) -> list[Path]:
+    """`name`'s capture with its REST records gone: only NAME.0's configuration line is kept
+    (drop_http=False), or NAME.0 is kept and the polled-GET files are left out (drop_http=True)."""
+    files = []
+    for path in capture_sets(CAPTURES)[name]:
+        if path.name == f"{name}.0" and not drop_http:
+            config = [line for line in path.read_text(encoding="utf-8").splitlines()
+                      if line.startswith("configuration: ")]
+            (tmp_path / path.name).write_text("\n".join(config) + "\n", encoding="utf-8")
+        elif ".http." in path.name and drop_http:
+            continue
+        else:
+            (tmp_path / path.name).symlink_to(path)
+        files.append(tmp_path / path.name)
+    return files
+
+
+def test_capture_lacking_every_symbol_response_still_raises(tmp_path: Path) -> None:
+    _require_captures()
+    with pytest.raises(ReplayError, match=r"GEMINI: cryptofeed requests https://api\.gemini\.com/v1/symbols, "
+                                          r"which the capture lacks .*none is left to substitute"):
+        replay_capture(_capture_without_rest(tmp_path, "GEMINI", drop_http=False), {})
+
+
+def test_polled_requests_are_matched_by_url_only(tmp_path: Path) -> None:
+    _require_captures()  # cryptofeed's playback keys these by URL: a book snapshot is never substituted
+    with pytest.raises(ReplayError, match=r"BITSTAMP: cryptofeed requests https://www\.bitstamp\.net/api/v2/"
+                                          r"order_book/\w+, which the capture lacks .*matched by URL only"):
+        replay_capture(_capture_without_rest(tmp_path, "BITSTAMP", drop_http=True), {})
+
+
+def test_recorded_response_rules() -> None:
+    subs: list = []
+    symbols = RecordedResponses("X", "symbol", [("u/a", "a1"), ("u/b", "b"), ("u/a", "a2"), ("u/c", "c")],
+                                latest=True, fallback=True, substitutions=subs)
+    assert symbols.take("u/a") == "a2" and symbols.take("u/a") == "a2"  # the last run's, as often as asked
+    assert symbols.take("u/new") == "b"        # unknown URL: the first record no request took yet
+    assert symbols.take("u/b") == "b"          # a recorded URL is always answered by URL
+    assert symbols.take("u/newer") == "c"
+    with pytest.raises(ReplayError, match="u/newest, which the capture lacks .*none is left"):
+        symbols.take("u/newest")
+    assert subs == [("u/new", "u/b"), ("u/newer", "u/c")]
+    polled = RecordedResponses("X", "polled", [("u/s", "s1"), ("u/t", "t"), ("u/s", "s2")], latest=False,
+                               fallback=False)
+    assert [polled.take("u/s"), polled.take("u/s"), polled.take("u/t")] == ["s1", "s2", "t"]
+    with pytest.raises(ReplayError, match=r"requests u/s more often than the capture recorded it \(2 time"):
+        polled.take("u/s")
+    with pytest.raises(ReplayError, match="u/z, which the capture lacks .*matched by URL only"):
+        polled.take("u/z")
+    assert polled.substitutions == []
 
 
 def test_runs_inside_a_running_event_loop() -> None:
@@ -186,7 +211,8 @@ def test_bad_file_sets_raise_replay_error(case: str, tmp_path: Path) -> None:
     if case == "no_head":
         files, match = [CAPTURES / "GEMINI.ws.1.0"], r"GEMINI\.0 .* missing"
     elif case == "mixed":
-        files, match = [CAPTURES / "GEMINI.0", CAPTURES / "POLONIEX.ws.1.0"], "several exchanges given: GEMINI, POLONIEX"
+        files = [CAPTURES / "GEMINI.0", CAPTURES / "POLONIEX.ws.1.0"]
+        match = "several exchanges given: GEMINI, POLONIEX"
     elif case == "nonexistent":
         files, match = [CAPTURES / "GEMINI.0", tmp_path / "GEMINI.ws.9.0"], "not found"
     elif case == "no_config":
@@ -220,6 +246,8 @@ def test_concurrent_replays_do_not_interfere() -> None:
     together: dict = {}
     threads = [threading.Thread(target=lambda i=i, n=n: together.__setitem__(
         i, replay_capture(capture_sets(CAPTURES)[n], {}).callbacks)) for i, n in enumerate(names)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert [together[i] for i in range(len(names))] == [alone[n] for n in names]
