@@ -27,6 +27,7 @@ __all__ = [
     "Callback",
     "Feed",
     "FeedSpec",
+    "PrivateSymbolsExchange",
     "build_feed",
     "describe_feed",
     "is_dead_feed_error",
@@ -116,11 +117,12 @@ class _TrustingHTTPConn(HTTPAsyncConn):
         self.last_message = None
 
 
-class _OwnSymbolsExchange(Exchange):
-    """Sits just before Exchange in the MRO: symbols come from `_own_symbols`, not cryptofeed's
-    process-wide Symbols cache (which a live feed in another thread may be using)."""
+class PrivateSymbolsExchange(Exchange):
+    """Sits just before Exchange in the MRO: symbols come from `own_symbols`, not cryptofeed's
+    process-wide Symbols cache (which a live feed or a replay in another thread may be using).
+    Used by the simulated feed here and by capture replay."""
 
-    _own_symbols: dict[str, str] = {}
+    own_symbols: dict[str, str] = {}
 
     def __init__(self, config: Any = None, sandbox: bool = False, subaccount: Any = None, **kwargs: Any) -> None:
         # what cryptofeed 2.4.1's Exchange.__init__ sets, minus reading or filling Symbols
@@ -131,11 +133,11 @@ class _OwnSymbolsExchange(Exchange):
         self.key_id, self.key_secret = keys.key_id, keys.key_secret
         self.key_passphrase, self.account_name = keys.key_passphrase, keys.account_name
         self.ignore_invalid_instruments = self.config.ignore_invalid_instruments
-        self.normalized_symbol_mapping = dict(self._own_symbols)
+        self.normalized_symbol_mapping = dict(self.own_symbols)
         self.exchange_symbol_mapping = {v: k for k, v in self.normalized_symbol_mapping.items()}
 
 
-class _SimulatedBinance(Binance, _OwnSymbolsExchange):
+class _SimulatedBinance(Binance, PrivateSymbolsExchange):
     """cryptofeed's Binance parser with its endpoints, symbols and TLS trust taken from a simulator."""
 
     http_sync = _NoSyncHTTP()
@@ -145,7 +147,7 @@ class _SimulatedBinance(Binance, _OwnSymbolsExchange):
         # proxy=None: websockets >= 15 would otherwise honour *_proxy environment variables
         self.websocket_endpoints = [WebsocketEndpoint(simulator.ws_url, options={"ssl": ctx, "proxy": None})]
         self.rest_endpoints = [RestEndpoint(simulator.rest_url, routes=Binance.rest_endpoints[0].routes)]
-        self._own_symbols, _ = Binance._parse_symbol_data(simulator.exchange_info())
+        self.own_symbols, _ = Binance._parse_symbol_data(simulator.exchange_info())
         super().__init__(**kwargs)
         self.http_conn = _TrustingHTTPConn(self.id, ctx)
 

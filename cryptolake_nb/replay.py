@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Optional, Union
 
-from cryptofeed.config import Config
 from cryptofeed.connection import WSAsyncConn
-from cryptofeed.exchange import Exchange
 from cryptofeed.exchanges import EXCHANGE_MAP
 from yapic import json as cf_json  # the JSON parser cryptofeed uses: it turns ISO dates into datetimes
 
 from cryptolake_nb.errors import ReplayError
+from cryptolake_nb.feeds import PrivateSymbolsExchange
 from cryptolake_nb.replay_http import RecordedAsyncHTTP, RecordedResponses, RecordedSyncHTTP, Substitution
 
 __all__ = ["ReplayResult", "capture_sets", "replay_capture"]
@@ -136,33 +135,19 @@ def _failing_as(message: str) -> Iterator[None]:
         raise ReplayError(f"{message}: {type(exc).__name__}: {exc}") from exc
 
 
-class _ReplayExchangeBase(Exchange):
+class _ReplayExchangeBase(PrivateSymbolsExchange):
     """Sits just before Exchange in a replay class's MRO: symbols come from the capture, not Symbols."""
 
-    replay_symbols: dict = {}
     replay_info: dict = {}
-
-    def __init__(self, config: Any = None, sandbox: bool = False, subaccount: Any = None, **kwargs: Any) -> None:
-        # Sets what Exchange.__init__ sets, without reading or filling cryptofeed's process-wide
-        # Symbols cache, which a live feed in another thread may rely on.
-        self.config = Config(config=config)
-        self.sandbox, self.subaccount = sandbox, subaccount
-        keys = self.config[self.id.lower()]
-        keys = keys if subaccount is None else keys[subaccount]
-        self.key_id, self.key_secret = keys.key_id, keys.key_secret
-        self.key_passphrase, self.account_name = keys.key_passphrase, keys.account_name
-        self.ignore_invalid_instruments = self.config.ignore_invalid_instruments
-        self.normalized_symbol_mapping = dict(self.replay_symbols)
-        self.exchange_symbol_mapping = {v: k for k, v in self.normalized_symbol_mapping.items()}
 
     @classmethod
     def symbol_mapping(cls, refresh: bool = False, headers: Optional[dict] = None) -> dict:
-        return cls.replay_symbols
+        return cls.own_symbols
 
     @classmethod
     def info(cls) -> dict:
         channels = {"rest": list(getattr(cls, "rest_channels", ())), "websocket": list(cls.websocket_channels)}
-        return {**cls.replay_info, "symbols": list(cls.replay_symbols), "channels": channels}
+        return {**cls.replay_info, "symbols": list(cls.own_symbols), "channels": channels}
 
 
 def _replay_class(capture: _Capture, substitutions: list[Substitution]) -> type:
@@ -177,7 +162,7 @@ def _replay_class(capture: _Capture, substitutions: list[Substitution]) -> type:
             addresses = cls._symbol_endpoint_prepare(endpoint)
             for address in addresses if isinstance(addresses, list) else [addresses]:
                 data.append(cls.http_sync.read(address, json=True, uuid=cls.id))
-        cls.replay_symbols, cls.replay_info = cls._parse_symbol_data(data if len(data) > 1 else data[0])
+        cls.own_symbols, cls.replay_info = cls._parse_symbol_data(data if len(data) > 1 else data[0])
     return cls
 
 

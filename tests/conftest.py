@@ -12,7 +12,7 @@ from cryptofeed.types import Trade
 
 from cryptolake_nb import Lake
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cryptofeed-captures"
+from cryptofeed_reference import CAPTURES  # noqa: E402  (one definition of where the captures live)
 
 
 def _loopback_only(event: str, args: tuple) -> None:

@@ -19,15 +19,7 @@ from cryptolake_nb.collector import Collector
 from cryptolake_nb.errors import CollectorError, ConfigError
 from cryptolake_nb.feeds import FeedSpec, build_feed, make_feedhandler
 from cryptolake_nb.simulator import ExchangeSimulator
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from waiting import wait_for
 
 
 class Sink:
@@ -136,7 +128,7 @@ def test_simulated_feed_sets_what_cryptofeed_sets(sim: ExchangeSimulator) -> Non
         else:
             Symbols.data["BINANCE"] = saved
     ours = build_feed(FeedSpec("BINANCE", ("BTC-USDT",), ("trades",), simulator=sim), {})
-    extra = {"_own_symbols", "websocket_endpoints", "rest_endpoints"}
+    extra = {"own_symbols", "websocket_endpoints", "rest_endpoints"}
     assert set(vars(ours)) - extra == set(vars(stock))
     assert ours.normalized_symbol_mapping == stock.normalized_symbol_mapping
     assert ours.subscription == stock.subscription

@@ -10,14 +10,11 @@ from IPython.core.interactiveshell import InteractiveShell
 from cryptolake_nb import CollectorError, ConfigError, Lake, SymbolError, TradeLake
 from cryptolake_nb.simulator import ExchangeSimulator
 
+import waiting
+
 
 def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    assert waiting.wait_for(predicate, timeout, 0.05), f"timed out after {timeout} s waiting for {what}"
 
 
 def count(lake):

@@ -16,15 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from cryptolake_nb.errors import ConfigError, SimulatorError
 from cryptolake_nb.simulator import ExchangeSimulator, Market
 from cryptolake_nb.simulator.market import AGG_TRADE, DEPTH
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+from waiting import wait_for
 
 
 @pytest.fixture
