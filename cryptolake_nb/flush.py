@@ -13,6 +13,7 @@ from .clock import Clock, SystemClock
 from .errors import ConfigError, StorageError
 from .manifest import FileEntry, Manifest
 from .sink import ParquetSink
+from .tables import FlushTransform
 
 __all__ = ["FlushPolicy", "Flusher"]
 
@@ -63,7 +64,9 @@ class Flusher:
         *,
         clock: Clock | None = None,
         on_error: Callable[[Exception], None] | None = None,
+        transforms: Mapping[str, FlushTransform] | None = None,
     ) -> None:
+        self._transforms = dict(transforms or {})
         self._buffers = buffers
         self._sink = sink
         self._manifest = manifest
@@ -95,7 +98,7 @@ class Flusher:
             return []
         started = self._clock.monotonic()
         rows = pa.Table.from_batches([s.batch for s in sealed], schema=buffer.schema)
-        entries = self._sink.write(name, rows, self._manifest.seq + 1)
+        entries = self._sink.write(name, rows, self._manifest.seq + 1, self._transforms.get(name))
         try:
             with self._commit_lock:
                 self._manifest.commit(entries)

@@ -5,8 +5,10 @@ import logging
 from typing import Any, Protocol
 
 from .buffer import LiveBuffer
+from .errors import ConfigError
+from .tables import TABLES
 
-__all__ = ["LakeCallback", "TradeLake"]
+__all__ = ["LakeCallback", "TradeLake", "callback_for"]
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +26,13 @@ class LakeCallback:
 
     table: str = ""
 
-    def __init__(self, lake: _HasBuffers) -> None:
+    def __init__(self, lake: _HasBuffers, table: str | None = None) -> None:
+        self.table = table or self.table
+        if self.table not in TABLES:
+            raise ConfigError(f"channel {self.table!r} is not stored; stored channels are {sorted(TABLES)}")
         self._buffer = lake.buffer(self.table)
         self._append = self._buffer.append
+        self._capture = TABLES[self.table].capture
         self.errors = 0
 
     @property
@@ -36,11 +42,18 @@ class LakeCallback:
 
     async def __call__(self, obj: Any, receipt_timestamp: float) -> None:
         try:
+            if self._capture is not None:
+                obj = self._capture(obj)
             self._append(obj, receipt_timestamp)
         except Exception:  # never propagate into cryptofeed
             self.errors += 1
             if self.errors <= 10 or self.errors % 10_000 == 0:
                 log.exception("%s callback could not buffer a row (%d so far)", self.table, self.errors)
+
+
+def callback_for(lake: _HasBuffers, channel: str) -> LakeCallback:
+    """The callback storing cryptofeed `channel` (e.g. "trades", "l2_book") in the table of that name."""
+    return LakeCallback(lake, channel)
 
 
 class TradeLake(LakeCallback):

@@ -22,8 +22,7 @@ from .flush import Flusher
 from .manifest import FileEntry, Manifest
 from .partitions import check_value
 from .quarantine import RejectLog
-from .records import CONVERTERS
-from .schema import TABLES
+from .tables import TABLES
 from .sink import ParquetSink
 from .view import LakeView, Source
 
@@ -88,15 +87,17 @@ class Lake:
         self._flusher: Flusher | None = None
         self._buffers: dict[str, LiveBuffer] = {
             name: LiveBuffer(
-                name, schema, CONVERTERS[name], self.rejects.add, clock=self._clock,
+                name, spec.schema, spec.convert, self.rejects.add, clock=self._clock,
                 wake_rows=self.config.max_rows, on_wake=self._wake_flusher,
             )
-            for name, schema in TABLES.items()
+            for name, spec in TABLES.items()
         }
         sink = ParquetSink(
             self.root, compression_level=self.config.compression_level, row_group_size=self.config.row_group_size
         )
-        self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy, clock=self._clock)
+        transforms = {n: spec.flush_transform(self.root) for n, spec in TABLES.items() if spec.flush_transform}
+        self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy,
+                                clock=self._clock, transforms=transforms)
         self._view = LakeView(self.root, threads=self.config.duckdb_threads)
         self._subscriptions: list[FeedSpec] = []
         self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
@@ -116,15 +117,9 @@ class Lake:
 
     def callbacks(self, channels: Iterable[str] = ("trades",)) -> dict[str, Any]:
         """cryptofeed callbacks for `channels`, for use in any FeedHandler."""
-        from .ingest import TradeLake
+        from .ingest import callback_for
 
-        known = {"trades": TradeLake}
-        out = {}
-        for ch in channels:
-            if ch not in known:
-                raise ConfigError(f"channel {ch!r} is not stored yet; stored channels are {sorted(known)}")
-            out[ch] = known[ch](self)
-        return out
+        return {ch: callback_for(self, ch) for ch in channels}
 
     def subscribe(self, exchange: str, symbols: Sequence[str], channels: Sequence[str] = ("trades",), *, simulator: Any = None) -> "FeedSpec":
         """Add a feed that `start()` will run; returns the validated spec."""

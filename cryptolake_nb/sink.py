@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from .errors import StorageError
 from .manifest import FileEntry
 from .partitions import new_file_name, partition_dir
+from .tables import TABLES, FlushTransform, TableSpec
 
 __all__ = ["ParquetSink", "TEMP_SUFFIX"]
 
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".inprogress"  # no `*.parquet` glob matches a file being written
 _NS_PER_DAY = 86_400 * 10**9
-_DICT_COLUMNS = ("exchange", "symbol", "side", "type", "price", "amount")
-_DELTA_COLUMNS = ("ts", "receipt_ts")
 
 
 class ParquetSink:
@@ -34,15 +33,22 @@ class ParquetSink:
         self.compression_level = compression_level
         self.row_group_size = row_group_size
 
-    def write(self, table: str, rows: pa.Table, seq: int) -> list[FileEntry]:
-        """Publish `rows` as files (not yet committed); on failure nothing is left behind."""
+    def write(self, table: str, rows: pa.Table, seq: int, transform: FlushTransform | None = None) -> list[FileEntry]:
+        """Publish `rows` as files (not yet committed); on failure nothing is left behind.
+
+        `transform`, if given, sees each partition's rows (sorted by ts) and returns what to write.
+        """
+        spec = TABLES[table]
         written: list[Path] = []
         entries: list[FileEntry] = []
         try:
-            for (exchange, symbol, day), part in _partitions(rows):
+            for key, part in _partitions(rows):
+                exchange, symbol, day = key
+                if transform is not None:
+                    part = transform(key, part)
                 rel = partition_dir(table, exchange, symbol, day) / new_file_name(seq)
                 path = self.root / rel
-                self._publish(part, path)
+                self._publish(part, path, spec)
                 written.append(path)
                 ts = part.column("ts").cast(pa.int64())
                 entries.append(
@@ -63,7 +69,7 @@ class ParquetSink:
         for e in entries:
             _unlink(self.root / e.path)
 
-    def _publish(self, part: pa.Table, path: Path) -> None:
+    def _publish(self, part: pa.Table, path: Path, spec: TableSpec) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + TEMP_SUFFIX)
         names = set(part.schema.names)
@@ -71,8 +77,8 @@ class ParquetSink:
             pq.write_table(
                 part, tmp,
                 compression="zstd", compression_level=self.compression_level,
-                use_dictionary=[c for c in _DICT_COLUMNS if c in names],
-                column_encoding={c: "DELTA_BINARY_PACKED" for c in _DELTA_COLUMNS if c in names},
+                use_dictionary=[c for c in spec.dictionary_columns if c in names],
+                column_encoding={c: "DELTA_BINARY_PACKED" for c in spec.delta_columns if c in names},
                 row_group_size=self.row_group_size, write_page_checksum=True,
             )
             with open(tmp, "rb+") as fh:

@@ -1,0 +1,50 @@
+"""The table registry: one module per table, each defining its schema, converter and storage hints.
+
+To add a table: write `tables/<name>.py` with a module-level `SPEC = TableSpec(...)` and add the
+module to `_MODULES` below. The table name is the cryptofeed channel it stores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import pyarrow as pa
+
+from ..records import Converter
+
+__all__ = ["FlushTransform", "TABLES", "TableSpec"]
+
+
+class FlushTransform(Protocol):
+    """Called by the sink for each partition's rows, in commit order, before they are written."""
+
+    def __call__(self, key: tuple[str, str, Any], rows: pa.Table) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Everything the lake needs to know about one table."""
+
+    name: str
+    schema: pa.Schema
+    convert: Converter
+    # runs inside the cryptofeed callback: copy what cryptofeed mutates after the callback returns
+    capture: Callable[[Any], Any] | None = None
+    # Parquet hints: dictionary-encode these (low cardinality), delta-encode these (monotone ints)
+    dictionary_columns: tuple[str, ...] = ("exchange", "symbol")
+    delta_columns: tuple[str, ...] = ("ts", "receipt_ts")
+    # rows are sorted by these within a partition file
+    sort_columns: tuple[str, ...] = ("ts",)
+    # per-lake stateful hook applied at flush (e.g. an order-book snapshot at the start of each file)
+    flush_transform: Callable[[Path], FlushTransform] | None = None
+
+
+def _load() -> dict[str, TableSpec]:
+    from . import trades
+
+    _MODULES = (trades,)
+    return {m.SPEC.name: m.SPEC for m in _MODULES}
+
+
+TABLES: dict[str, TableSpec] = _load()
