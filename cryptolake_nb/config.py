@@ -31,12 +31,18 @@ class LakeConfig:
     row_group_size: int = 1_000_000
     autoflush: bool = True
     duckdb_threads: int | None = None
+    book_depth: int = 50  # order-book levels per side kept in snapshots and served by book helpers
+    book_snapshot_interval: float = 60.0  # seconds between full L2 snapshots in the live stream
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
         self.policy  # validates the flush settings
         if not 1 <= self.compression_level <= 22:
             raise ConfigError(f"compression_level must be 1..22 (ZSTD), got {self.compression_level!r}")
+        if not isinstance(self.book_depth, int) or self.book_depth < 1:
+            raise ConfigError(f"book_depth must be a positive integer, got {self.book_depth!r}")
+        if not isinstance(self.book_snapshot_interval, (int, float)) or self.book_snapshot_interval <= 0:
+            raise ConfigError(f"book_snapshot_interval must be a positive number of seconds, got {self.book_snapshot_interval!r}")
         if self.row_group_size < 1_000:
             raise ConfigError(f"row_group_size must be at least 1000, got {self.row_group_size!r}")
 

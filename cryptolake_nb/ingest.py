@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class _HasBuffers(Protocol):
+    captures: dict[str, Any]
+
     def buffer(self, table: str) -> LiveBuffer: ...
 
 
@@ -32,7 +34,7 @@ class LakeCallback:
             raise ConfigError(f"channel {self.table!r} is not stored; stored channels are {sorted(TABLES)}")
         self._buffer = lake.buffer(self.table)
         self._append = self._buffer.append
-        self._capture = TABLES[self.table].capture
+        self._capture = getattr(lake, "captures", {}).get(self.table)
         self.errors = 0
 
     @property

@@ -95,7 +95,9 @@ class Lake:
         sink = ParquetSink(
             self.root, compression_level=self.config.compression_level, row_group_size=self.config.row_group_size
         )
-        transforms = {n: spec.flush_transform(self.root) for n, spec in TABLES.items() if spec.flush_transform}
+        transforms = {n: spec.make_flush_transform(self.root, self.config)
+                      for n, spec in TABLES.items() if spec.make_flush_transform}
+        self.captures = {n: spec.make_capture(self.config) for n, spec in TABLES.items() if spec.make_capture}
         self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy,
                                 clock=self._clock, transforms=transforms)
         self._view = LakeView(self.root, threads=self.config.duckdb_threads)

@@ -29,15 +29,17 @@ class TableSpec:
     name: str
     schema: pa.Schema
     convert: Converter
-    # runs inside the cryptofeed callback: copy what cryptofeed mutates after the callback returns
-    capture: Callable[[Any], Any] | None = None
+    # make_capture(config) -> a function run inside the cryptofeed callback (one per lake), e.g. to
+    # copy what cryptofeed mutates after the callback returns; None: the object is stored as is
+    make_capture: Callable[[Any], Callable[[Any], Any]] | None = None
     # Parquet hints: dictionary-encode these (low cardinality), delta-encode these (monotone ints)
     dictionary_columns: tuple[str, ...] = ("exchange", "symbol")
     delta_columns: tuple[str, ...] = ("ts", "receipt_ts")
     # rows are sorted by these within a partition file
     sort_columns: tuple[str, ...] = ("ts",)
-    # per-lake stateful hook applied at flush (e.g. an order-book snapshot at the start of each file)
-    flush_transform: Callable[[Path], FlushTransform] | None = None
+    # make_flush_transform(root, config) -> a per-lake hook applied at flush, e.g. an order-book
+    # snapshot at the start of each file; config is the lake's LakeConfig
+    make_flush_transform: Callable[[Path, Any], FlushTransform] | None = None
 
 
 def _load() -> dict[str, TableSpec]:
