@@ -247,6 +247,7 @@ class Lake:
         return {
             "root": str(self.root), "collector": collector, "subscriptions": [repr(s) for s in self._subscriptions],
             "tables": tables,
+            "rejected": {f"{t}/{ex}": n for (t, ex), n in sorted(self.rejects.by_source.items())},
             "flush": {"flushes": f.flushes, "rows": f.rows_flushed, "last_flush_s": f.last_flush_s, "last_error": f.last_error},
         }
 

@@ -22,13 +22,15 @@ class RejectLog:
     def __init__(self, root: Path) -> None:
         self.path = Path(root) / "_quarantine" / "rejects.jsonl"
         self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # per table
+        self.by_source: Counter[tuple[str, str]] = Counter()  # per (table, exchange)
 
     def add(self, rejects: list[Reject]) -> None:
         lines = [json.dumps({"table": r.table, "reason": r.reason, "values": r.values}, default=str) for r in rejects]
         with self._lock:
             for r in rejects:
                 self.counts[r.table] += 1
+                self.by_source[(r.table, str(r.values.get("exchange")))] += 1
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with open(self.path, "a", encoding="utf-8") as fh:

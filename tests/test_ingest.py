@@ -41,6 +41,7 @@ def test_invalid_rows_are_counted_and_kept_with_reason(lake, make_trade):
     assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 1
     rejected = lake.rejected()
     assert len(rejected) == 4 and lake.status()["tables"]["trades"]["rejected"] == 4
+    assert lake.status()["rejected"] == {"trades/BINANCE": 4}
     reasons = " | ".join(rejected["reason"])
     assert "price" in reasons and "amount" in reasons and "control character" in reasons
     assert sorted(v["id"] for v in rejected["values"]) == ["2", "3", "4", "5"]
