@@ -5,7 +5,8 @@
     │   └── SymbolError                   a partition value cannot become a safe path
     ├── SchemaError (ValueError)          rows do not fit a table's Arrow schema
     ├── StorageError (OSError)            the lake could not write or read its files
-    │   └── ManifestError                 the manifest is missing, torn or inconsistent
+    │   ├── ManifestError                 the manifest is missing, torn or inconsistent
+    │   └── LakeLockedError               another writer holds the lake
     ├── QueryError                        a user query was refused or failed in DuckDB
     │   └── ForbiddenQueryError           a statement other than one SELECT, or file access
     ├── CollectorError (RuntimeError)     the collector thread could not start, stop or run
@@ -20,6 +21,7 @@ __all__ = [
     "ConfigError",
     "CryptolakeError",
     "ForbiddenQueryError",
+    "LakeLockedError",
     "ManifestError",
     "NoActiveLakeError",
     "QueryError",
@@ -53,6 +55,10 @@ class StorageError(CryptolakeError, OSError):
 
 class ManifestError(StorageError):
     """The manifest is missing, torn or inconsistent with the files."""
+
+
+class LakeLockedError(StorageError):
+    """Another writer (process or Lake object) already holds the lake; open it read-only."""
 
 
 class QueryError(CryptolakeError):

@@ -17,8 +17,9 @@ import pyarrow as pa
 from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
 from .config import LakeConfig
-from .errors import CollectorError, ConfigError, NoActiveLakeError
+from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
 from .flush import Flusher
+from .lock import WriterLock
 from .manifest import FileEntry, Manifest
 from .partitions import check_value
 from .quarantine import RejectLog
@@ -73,16 +74,36 @@ class Lake:
         *,
         config: LakeConfig | None = None,
         clock: Clock | None = None,
+        read_only: bool = False,
         **settings: Any,
     ) -> None:
         if config is not None and (root is not None or settings):
             raise ConfigError("pass either config= or root/settings, not both")
         self.config = config or LakeConfig.load(root, **settings)
         self.root = self.config.root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if read_only:
+            if not self.root.is_dir():
+                raise ConfigError(f"no lake at {self.root} to open read-only")
+            self._lock = None
+        else:
+            for other in list(_OPEN):
+                if other.root == self.root and not other.closed and not other.read_only:
+                    raise LakeLockedError(f"the lake at {self.root} is already open for writing in this process "
+                                          f"({other!r}): use that object, or close() it first")
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = WriterLock(self.root)
+        try:
+            self._open(clock)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+
+    def _open(self, clock: Clock | None) -> None:
         self._clock = clock or SystemClock()
         self._commit_lock = threading.RLock()
-        self._manifest = Manifest(self.root)
+        self._manifest = Manifest(self.root, read_only=self.read_only)
         self.rejects = RejectLog(self.root)
         self._flusher: Flusher | None = None
         self._buffers: dict[str, LiveBuffer] = {
@@ -95,8 +116,9 @@ class Lake:
         sink = ParquetSink(
             self.root, compression_level=self.config.compression_level, row_group_size=self.config.row_group_size
         )
-        transforms = {n: spec.make_flush_transform(self.root, self.config)
-                      for n, spec in TABLES.items() if spec.make_flush_transform}
+        transforms = {} if self.read_only else {
+            n: spec.make_flush_transform(self.root, self.config) for n, spec in TABLES.items() if spec.make_flush_transform
+        }
         self.captures = {n: spec.make_capture(self.config) for n, spec in TABLES.items() if spec.make_capture}
         self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy,
                                 clock=self._clock, transforms=transforms)
@@ -105,13 +127,15 @@ class Lake:
         self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
         self.closed = False
-        if self.config.autoflush:
+        if self.config.autoflush and not self.read_only:
             self._flusher.start()
         _close_at_exit(self)
 
     # -- ingest ---------------------------------------------------------------------------
     def buffer(self, table: str) -> LiveBuffer:
         """The live buffer of `table` (what cryptofeed callbacks append to)."""
+        if self.read_only:
+            raise ConfigError(f"the lake at {self.root} is open read-only: it cannot ingest")
         try:
             return self._buffers[table]
         except KeyError:
@@ -181,6 +205,8 @@ class Lake:
     def sources(self, *, exchange: str | None = None, symbols: Sequence[str] | None = None,
                 start_ns: int | None = None, end_ns: int | None = None) -> dict[str, Source]:
         """One consistent snapshot: committed files and live rows, each row in exactly one."""
+        if self.read_only:
+            self._manifest.refresh()  # follow the writer's commits
         with self._commit_lock:
             snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in self._buffers.items()}
         out = {}
@@ -263,10 +289,13 @@ class Lake:
         if self.closed:
             return
         try:
-            self.stop()
+            if not self.read_only:
+                self.stop()
         finally:
             self._flusher.stop()
             self._view.close()
+            if self._lock is not None:
+                self._lock.release()
             self.closed = True
             if _ACTIVE is self:
                 _ACTIVE = None

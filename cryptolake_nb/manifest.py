@@ -1,4 +1,4 @@
-"""The manifest: an append-only, checksummed log of committed Parquet files."""
+"""The manifest: an append-only, checksummed log of committed (and retired) Parquet files."""
 from __future__ import annotations
 
 import json
@@ -38,18 +38,22 @@ class FileEntry:
 class Manifest:
     """Committed files per table; one line per commit: `<crc32 hex> <json>`.
 
-    A commit is durable once its line is fsynced. On open, a torn or corrupt last line (a crash
-    mid-append) is cut off; lines are never rewritten in place.
+    A commit adds files and may retire others (compaction, quarantine) in one atomic step; it is
+    durable once its line is fsynced. A writer cuts a torn or corrupt last line (a crash
+    mid-append) on open; a read-only reader ignores it and `refresh()`es to follow the writer.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self._dir = Path(root) / MANIFEST_DIR
         self._path = self._dir / LOG_NAME
+        self._read_only = read_only
         self._lock = threading.Lock()
         self._files: dict[str, tuple[FileEntry, ...]] = {}
         self._seq = 0
-        self._dir.mkdir(parents=True, exist_ok=True)
-        self._load()
+        self._offset = 0  # bytes of the log applied so far
+        if not read_only:
+            self._dir.mkdir(parents=True, exist_ok=True)
+        self.refresh()
 
     @property
     def seq(self) -> int:
@@ -63,26 +67,59 @@ class Manifest:
     def tables(self) -> list[str]:
         return sorted(self._files)
 
-    def commit(self, entries: list[FileEntry]) -> int:
-        """Durably add `entries`; return the commit's sequence number."""
+    def commit(self, entries: list[FileEntry], retire: list[FileEntry] | tuple = ()) -> int:
+        """Durably add `entries` and retire `retire` in one step; return the commit's sequence number."""
+        if self._read_only:
+            raise ManifestError("this lake is open read-only")
         with self._lock:
             seq = self._seq + 1
-            body = json.dumps({"seq": seq, "add": [asdict(e) for e in entries]}, separators=(",", ":"))
+            doc = {"seq": seq, "add": [asdict(e) for e in entries]}
+            if retire:
+                doc["remove"] = [e.path for e in retire]
+            body = json.dumps(doc, separators=(",", ":"))
             line = f"{zlib.crc32(body.encode()):08x} {body}\n".encode()
-            size = self._path.stat().st_size if self._path.exists() else 0
             try:
                 with open(self._path, "ab") as fh:
                     fh.write(line)
                     fh.flush()
                     os.fsync(fh.fileno())
             except OSError as exc:
-                self._truncate(size)
+                self._truncate(self._offset)
                 raise ManifestError(f"could not commit to {self._path}: {exc}") from exc
-            self._apply(seq, entries)
+            self._apply(seq, entries, [e.path for e in retire])
+            self._offset += len(line)
             return seq
 
-    def _apply(self, seq: int, entries: list[FileEntry]) -> None:
+    def refresh(self) -> bool:
+        """Apply commits appended since the last look (another process may be the writer)."""
+        with self._lock:
+            try:
+                with open(self._path, "rb") as fh:
+                    fh.seek(self._offset)
+                    data = fh.read()
+            except FileNotFoundError:
+                return False
+            changed = False
+            for raw in data.splitlines(keepends=True):
+                parsed = self._parse(raw)
+                if parsed is None:
+                    if not self._read_only:
+                        log.warning("manifest %s: torn or corrupt commit after byte %d cut off", self._path, self._offset)
+                        self._truncate(self._offset)
+                    break
+                seq, entries, removed = parsed
+                if seq != self._seq + 1:
+                    raise ManifestError(f"manifest {self._path}: commit {seq} follows {self._seq}")
+                self._apply(seq, entries, removed)
+                self._offset += len(raw)
+                changed = True
+            return changed
+
+    def _apply(self, seq: int, entries: list[FileEntry], removed: list[str]) -> None:
         files = dict(self._files)
+        gone = set(removed)
+        if gone:
+            files = {t: tuple(e for e in fs if e.path not in gone) for t, fs in files.items()}
         for e in entries:
             files[e.table] = files.get(e.table, ()) + (e,)
         self._files = files  # replaced whole: readers keep their snapshot
@@ -95,26 +132,8 @@ class Manifest:
         except OSError:
             log.exception("could not cut a failed commit off %s", self._path)
 
-    def _load(self) -> None:
-        if not self._path.exists():
-            return
-        good = 0
-        with open(self._path, "rb") as fh:
-            data = fh.read()
-        for raw in data.splitlines(keepends=True):
-            entry = self._parse(raw)
-            if entry is None:
-                log.warning("manifest %s: torn or corrupt commit after byte %d cut off", self._path, good)
-                self._truncate(good)
-                break
-            seq, entries = entry
-            if seq != self._seq + 1:
-                raise ManifestError(f"manifest {self._path}: commit {seq} follows {self._seq}")
-            self._apply(seq, entries)
-            good += len(raw)
-
     @staticmethod
-    def _parse(raw: bytes) -> tuple[int, list[FileEntry]] | None:
+    def _parse(raw: bytes) -> tuple[int, list[FileEntry], list[str]] | None:
         if not raw.endswith(b"\n") or len(raw) < 10:
             return None
         crc, _, body = raw[:-1].partition(b" ")
@@ -122,6 +141,6 @@ class Manifest:
             if int(crc, 16) != zlib.crc32(body):
                 return None
             doc = json.loads(body)
-            return doc["seq"], [FileEntry(**e) for e in doc["add"]]
+            return doc["seq"], [FileEntry(**e) for e in doc["add"]], list(doc.get("remove", ()))
         except (ValueError, KeyError, TypeError):
             return None
