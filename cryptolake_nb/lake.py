@@ -20,7 +20,10 @@ from .config import LakeConfig
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
 from .flush import Flusher
 from .lock import WriterLock
+from .compact import Compacted, Compactor
 from .manifest import FileEntry, Manifest
+from .retire import Retirer
+from .verify import VerifyReport, verify
 from .partitions import check_value
 from .quarantine import RejectLog
 from .tables import TABLES
@@ -123,6 +126,9 @@ class Lake:
         self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy,
                                 clock=self._clock, transforms=transforms)
         self._view = LakeView(self.root, threads=self.config.duckdb_threads)
+        self._retirer = Retirer(self.root, clock=self._clock)
+        self._compactor = Compactor(self._manifest, sink, self._commit_lock, self._retirer, self._fingerprint,
+                                    min_files=self.config.compact_min_files)
         self._subscriptions: list[FeedSpec] = []
         self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
@@ -225,8 +231,12 @@ class Lake:
         """Like `sql` with an Arrow result; `prune` (exchange, symbols, start_ns, end_ns) skips
         committed files the manifest shows cannot match, before DuckDB opens any."""
         started = time.perf_counter()
-        sources = self.sources(**prune)
-        result = self._view.query(query, params, sources)
+        ticket = self._retirer.begin_query()
+        try:
+            sources = self.sources(**prune)
+            result = self._view.query(query, params, sources)
+        finally:
+            self._retirer.end_query(ticket)
         self.queries.append({
             "sql": query, "ms": (time.perf_counter() - started) * 1e3, "rows": result.num_rows,
             "files": {t: len(s.files) for t, s in sources.items()},
@@ -252,6 +262,29 @@ class Lake:
         from .analytics import ohlc
 
         return ohlc(symbol, interval, lake=self, **kwargs)
+
+    def compact(self, tables: Sequence[str] | None = None) -> list[Compacted]:
+        """Merge each partition's small files into large ones (lossless, checked); see compact.py."""
+        if self.read_only:
+            raise ConfigError("a read-only lake cannot compact")
+        done = self._compactor.compact(list(tables) if tables else None)
+        self._retirer.purge()
+        return done
+
+    def verify(self) -> VerifyReport:
+        """Check every committed file (size, checksum, footer, rows, pages); move bad ones out of the query path."""
+        if self.read_only:
+            raise ConfigError("a read-only lake cannot verify (it would move files)")
+        return verify(self.root, self._manifest, self._commit_lock, list(self._buffers))
+
+    def _fingerprint(self, table: str, entries: list[FileEntry]) -> tuple[int, int]:
+        """(rows, order-independent hash of every column) of committed files, computed by DuckDB."""
+        cols = ", ".join(f'"{c}"' for c in TABLES[table].schema.names)
+        files = ", ".join("'" + str(self.root / e.path).replace("'", "''") + "'" for e in entries)
+        row = self._view.query(
+            f"SELECT count(*) AS n, CAST(sum(hash({cols})) AS HUGEINT) AS h FROM read_parquet([{files}])", None, {}
+        ).to_pylist()[0]
+        return row["n"], row["h"] or 0
 
     def rejected(self) -> pd.DataFrame:
         """Rows kept aside by validation, with the reason and raw values."""
@@ -293,6 +326,7 @@ class Lake:
                 self.stop()
         finally:
             self._flusher.stop()
+            self._retirer.purge(force=True)
             self._view.close()
             if self._lock is not None:
                 self._lock.release()

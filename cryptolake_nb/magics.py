@@ -82,7 +82,7 @@ class LakeMagics(Magics):
 
     @line_magic
     def lake(self, line: str) -> Any:
-        """%lake start | stop | status | flush"""
+        """%lake start | stop | status | flush | compact | verify"""
         words = shlex.split(line)
         command = words[0] if words else "status"
         try:
@@ -97,9 +97,15 @@ class LakeMagics(Magics):
                 return f"{len(files)} file(s) committed"
             if command == "status":
                 return StatusView(self.lake.status())
+            if command == "compact":
+                done = self.lake.compact()
+                return f"{sum(c.files_in for c in done)} file(s) merged into {len(done)}"
+            if command == "verify":
+                report = self.lake.verify()
+                return f"{report.checked} file(s) checked, {len(report.bad)} bad: {report.bad}"
         except CryptolakeError as exc:
             raise UsageError(f"{type(exc).__name__}: {exc}") from None
-        raise UsageError(f"%lake: unknown command {command!r}; use start, stop, status or flush")
+        raise UsageError(f"%lake: unknown command {command!r}; use start, stop, status, flush, compact or verify")
 
 
 class StatusView(dict):

@@ -17,7 +17,7 @@ from .manifest import FileEntry
 from .partitions import new_file_name, partition_dir
 from .tables import TABLES, FlushTransform, TableSpec
 
-__all__ = ["ParquetSink", "TEMP_SUFFIX"]
+__all__ = ["ParquetSink", "TEMP_SUFFIX", "file_crc32"]
 
 log = logging.getLogger(__name__)
 
@@ -34,35 +34,37 @@ class ParquetSink:
         self.row_group_size = row_group_size
 
     def write(self, table: str, rows: pa.Table, seq: int, transform: FlushTransform | None = None) -> list[FileEntry]:
-        """Publish `rows` as files (not yet committed); on failure nothing is left behind.
+        """Publish `rows` as files, one per partition (not yet committed); on failure none is left.
 
         `transform`, if given, sees each partition's rows (sorted by ts) and returns what to write.
         """
-        spec = TABLES[table]
-        written: list[Path] = []
         entries: list[FileEntry] = []
         try:
             for key, part in _partitions(rows):
-                exchange, symbol, day = key
                 if transform is not None:
                     part = transform(key, part)
-                rel = partition_dir(table, exchange, symbol, day) / new_file_name(seq)
-                path = self.root / rel
-                self._publish(part, path, spec)
-                written.append(path)
-                ts = part.column("ts").cast(pa.int64())
-                entries.append(
-                    FileEntry(
-                        path=rel.as_posix(), table=table, exchange=exchange, symbol=symbol,
-                        date=day.isoformat(), rows=part.num_rows, bytes=path.stat().st_size,
-                        min_ts=pc.min(ts).as_py(), max_ts=pc.max(ts).as_py(), crc32=_crc32(path),
-                    )
-                )
-        except (OSError, pa.ArrowException) as exc:
-            for path in written:
-                _unlink(path)
-            raise StorageError(f"could not write {table} to {self.root}: {exc}") from exc
+                entries.append(self.write_partition(table, key, part, seq))
+        except StorageError:
+            self.discard(entries)
+            raise
         return entries
+
+    def write_partition(self, table: str, key: tuple[str, str, dt.date], part: pa.Table, seq: int) -> FileEntry:
+        """Publish the rows of one partition as one file (not yet committed)."""
+        exchange, symbol, day = key
+        rel = partition_dir(table, exchange, symbol, day) / new_file_name(seq)
+        path = self.root / rel
+        try:
+            self._publish(part, path, TABLES[table])
+            ts = part.column("ts").cast(pa.int64())
+            return FileEntry(
+                path=rel.as_posix(), table=table, exchange=exchange, symbol=symbol,
+                date=day.isoformat(), rows=part.num_rows, bytes=path.stat().st_size,
+                min_ts=pc.min(ts).as_py(), max_ts=pc.max(ts).as_py(), crc32=file_crc32(path),
+            )
+        except (OSError, pa.ArrowException) as exc:
+            _unlink(path)
+            raise StorageError(f"could not write {table} to {self.root}: {exc}") from exc
 
     def discard(self, entries: list[FileEntry]) -> None:
         """Remove files that were written but never committed."""
@@ -116,7 +118,8 @@ def _partitions(rows: pa.Table):
         yield (exchange, symbol, date), rows.take(pa.array(idx))
 
 
-def _crc32(path: Path) -> int:
+def file_crc32(path: Path) -> int:
+    """CRC32 of a whole file, as recorded in the manifest."""
     crc = 0
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
