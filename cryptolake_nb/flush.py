@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
+from .crashpoints import crash_point
 from .errors import ConfigError, StorageError
 from .manifest import FileEntry, Manifest
 from .sink import ParquetSink
@@ -102,7 +103,9 @@ class Flusher:
         try:
             with self._commit_lock:
                 self._manifest.commit(entries)
+                crash_point("manifest_committed")
                 buffer.drop({s.seq for s in sealed})
+                crash_point("dropped")
         except StorageError:
             self._sink.discard(entries)  # never committed: rows are still in the buffer
             raise

@@ -22,6 +22,7 @@ from .flush import Flusher
 from .lock import WriterLock
 from .compact import Compacted, Compactor
 from .manifest import FileEntry, Manifest
+from .orphans import sweep_orphans
 from .retire import Retirer
 from .verify import VerifyReport, verify
 from .partitions import check_value
@@ -107,6 +108,7 @@ class Lake:
         self._clock = clock or SystemClock()
         self._commit_lock = threading.RLock()
         self._manifest = Manifest(self.root, read_only=self.read_only)
+        self.swept = {} if self.read_only else sweep_orphans(self.root, self._manifest, list(TABLES))
         self.rejects = RejectLog(self.root)
         self._flusher: Flusher | None = None
         self._buffers: dict[str, LiveBuffer] = {

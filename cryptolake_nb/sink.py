@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .crashpoints import crash_point
 from .errors import StorageError
 from .manifest import FileEntry
 from .partitions import new_file_name, partition_dir
@@ -83,13 +84,17 @@ class ParquetSink:
                 column_encoding={c: "DELTA_BINARY_PACKED" for c in spec.delta_columns if c in names},
                 row_group_size=self.row_group_size, write_page_checksum=True,
             )
+            crash_point("temp_written")
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
+            crash_point("temp_fsynced")
             os.replace(tmp, path)
+            crash_point("renamed")
         except BaseException:
             _unlink(tmp)
             raise
         _fsync_dir(path.parent)
+        crash_point("dir_fsynced")
 
 
 def _partitions(rows: pa.Table):

@@ -58,6 +58,9 @@ def test_reopened_lake_reads_the_manifest_not_the_directory(tmp_path, make_trade
     (stray / "part-x.parquet.inprogress").write_bytes(b"PAR1 torn")
     with Lake(tmp_path / "lk", autoflush=False) as lake:
         assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 10
+        assert lake.swept == {"temp_files": 1, "orphans": 1}  # cleaned at start, orphan kept aside
+    assert not list(stray.glob("*.inprogress")) and not (stray / "stray.parquet").exists()
+    assert (tmp_path / "lk/_quarantine/orphans" / stray.relative_to(tmp_path / "lk") / "stray.parquet").exists()
 
 
 def test_torn_manifest_tail_is_cut_and_committed_files_survive(tmp_path, make_trade):
