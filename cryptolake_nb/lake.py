@@ -109,7 +109,7 @@ class Lake:
         self._commit_lock = threading.RLock()
         self._manifest = Manifest(self.root, read_only=self.read_only)
         self.swept = {} if self.read_only else sweep_orphans(self.root, self._manifest, list(TABLES))
-        self.rejects = RejectLog(self.root)
+        self.rejects = RejectLog(self.root, clock=self._clock, read_only=self.read_only)
         self._flusher: Flusher | None = None
         self._buffers: dict[str, LiveBuffer] = {
             name: LiveBuffer(
@@ -217,7 +217,7 @@ class Lake:
             self._manifest.refresh()  # follow the writer's commits
         with self._commit_lock:
             snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in self._buffers.items()}
-        out = {}
+        out = {"quarantine": Source((), self.rejects.table())}
         for name, (entries, live) in snap.items():
             keep = [
                 str(self.root / e.path) for e in entries

@@ -1,49 +1,61 @@
-"""Rows kept aside: counted by reason, kept on disk as JSON lines with their raw values."""
+"""Rows kept aside by validation: counted per table and exchange, queryable as `quarantine`."""
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
+from .clock import Clock, SystemClock
 from .records import Reject
+from .schema import TS
+from .sidelog import SideLog
 
-__all__ = ["RejectLog"]
+__all__ = ["QUARANTINE_SCHEMA", "RejectLog"]
 
 log = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = pa.schema([
+    pa.field("table", pa.string()),       # the table the row was meant for
+    pa.field("exchange", pa.string()),    # as received (may be the invalid value itself)
+    pa.field("symbol", pa.string()),
+    pa.field("reason", pa.string()),      # why it was kept aside
+    pa.field("values", pa.string()),      # the raw values, a JSON object
+    pa.field("kept_ts", TS),              # when it was kept aside
+])
 
 
 class RejectLog:
     """Append-only record of rejected rows under `<root>/_quarantine/rejects.jsonl`."""
 
-    def __init__(self, root: Path) -> None:
-        self.path = Path(root) / "_quarantine" / "rejects.jsonl"
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()  # per table
-        self.by_source: Counter[tuple[str, str]] = Counter()  # per (table, exchange)
+    def __init__(self, root: Path, *, clock: Clock | None = None, read_only: bool = False) -> None:
+        self._clock = clock or SystemClock()
+        self.log = SideLog(Path(root) / "_quarantine" / "rejects.jsonl", QUARANTINE_SCHEMA, read_only=read_only)
+        self.path = self.log.path
+        self.counts: Counter[str] = Counter()  # per table, this session
+        self.by_source: Counter[tuple[str, str]] = Counter()  # per (table, exchange), this session
 
     def add(self, rejects: list[Reject]) -> None:
-        lines = [json.dumps({"table": r.table, "reason": r.reason, "values": r.values}, default=str) for r in rejects]
-        with self._lock:
-            for r in rejects:
-                self.counts[r.table] += 1
-                self.by_source[(r.table, str(r.values.get("exchange")))] += 1
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a", encoding="utf-8") as fh:
-                    fh.write("\n".join(lines) + "\n")
-            except OSError:
-                log.exception("could not record %d rejected rows in %s", len(rejects), self.path)
+        now = self._clock.time_ns()
+        rows = []
+        for r in rejects:
+            exchange = r.values.get("exchange")
+            self.counts[r.table] += 1
+            self.by_source[(r.table, str(exchange))] += 1
+            rows.append({"table": r.table, "exchange": None if exchange is None else str(exchange),
+                         "symbol": None if r.values.get("symbol") is None else str(r.values.get("symbol")),
+                         "reason": r.reason, "values": json.dumps(r.values, default=str), "kept_ts": now})
+        self.log.append(rows)
         log.warning("%d row(s) rejected, e.g. %s", len(rejects), rejects[0].reason)
 
+    def table(self) -> pa.Table:
+        return self.log.table()
+
     def frame(self) -> pd.DataFrame:
-        """Every rejected row so far: table, reason, values."""
-        with self._lock:
-            if not self.path.exists():
-                return pd.DataFrame(columns=["table", "reason", "values"])
-            with open(self.path, encoding="utf-8") as fh:
-                rows = [json.loads(line) for line in fh if line.strip()]
-        return pd.DataFrame(rows, columns=["table", "reason", "values"])
+        """Every rejected row so far: table, reason, values (a dict), ..."""
+        df = self.table().to_pandas()
+        df["values"] = [json.loads(v) for v in df["values"]]
+        return df

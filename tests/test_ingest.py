@@ -47,6 +47,8 @@ def test_invalid_rows_are_counted_and_kept_with_reason(lake, make_trade):
     assert sorted(v["id"] for v in rejected["values"]) == ["2", "3", "4", "5"]
     lake.flush()  # the rejects are not retried into history
     assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 1
+    q = lake.sql("SELECT exchange, count(*) AS n FROM quarantine WHERE \"table\" = 'trades' GROUP BY ALL")
+    assert q.to_dict("records") == [{"exchange": "BINANCE", "n": 4}]
 
 
 def test_callback_never_raises_and_garbage_is_kept_aside(lake, make_trade):
