@@ -46,7 +46,9 @@ class LiveBuffer:
         clock: Clock | None = None,
         wake_rows: int = 0,
         on_wake: Callable[[], None] | None = None,
+        on_sealed: Callable[[str, pa.RecordBatch], None] | None = None,
     ) -> None:
+        self._on_sealed = on_sealed
         self.table = table
         self.schema = schema
         self._convert = converter
@@ -123,6 +125,8 @@ class LiveBuffer:
                     self._sealed_bytes += converted.batch.nbytes
             if converted.rejects:
                 self._on_rejects(converted.rejects)
+            if self._on_sealed is not None and converted.batch.num_rows:
+                self._on_sealed(self.table, converted.batch)
 
     def snapshot(self) -> list[Sealed]:
         """Every buffered row, as immutable sealed batches (seals what is pending first)."""

@@ -31,6 +31,7 @@ class LakeConfig:
     row_group_size: int = 1_000_000
     autoflush: bool = True
     duckdb_threads: int | None = None
+    silence_s: float = 60.0  # a stream with no message for this long gets a `silence` row in `gaps`
     compact_min_files: int = 8  # a partition with this many small files is worth merging
     book_depth: int = 50  # order-book levels per side kept in snapshots and served by book helpers
     book_snapshot_interval: float = 60.0  # seconds between full L2 snapshots in the live stream

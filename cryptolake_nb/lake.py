@@ -19,6 +19,7 @@ from .clock import Clock, SystemClock
 from .config import LakeConfig
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
 from .flush import Flusher
+from .gaps import GapLog
 from .lock import WriterLock
 from .compact import Compacted, Compactor
 from .manifest import FileEntry, Manifest
@@ -110,11 +111,12 @@ class Lake:
         self._manifest = Manifest(self.root, read_only=self.read_only)
         self.swept = {} if self.read_only else sweep_orphans(self.root, self._manifest, list(TABLES))
         self.rejects = RejectLog(self.root, clock=self._clock, read_only=self.read_only)
+        self.gaps = GapLog(self.root, silence_s=self.config.silence_s, clock=self._clock, read_only=self.read_only)
         self._flusher: Flusher | None = None
         self._buffers: dict[str, LiveBuffer] = {
             name: LiveBuffer(
-                name, spec.schema, spec.convert, self.rejects.add, clock=self._clock,
-                wake_rows=self.config.max_rows, on_wake=self._wake_flusher,
+                name, spec.schema, spec.convert, self._kept_aside, clock=self._clock,
+                wake_rows=self.config.max_rows, on_wake=self._wake_flusher, on_sealed=self.gaps.observe,
             )
             for name, spec in TABLES.items()
         }
@@ -217,7 +219,7 @@ class Lake:
             self._manifest.refresh()  # follow the writer's commits
         with self._commit_lock:
             snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in self._buffers.items()}
-        out = {"quarantine": Source((), self.rejects.table())}
+        out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
         for name, (entries, live) in snap.items():
             keep = [
                 str(self.root / e.path) for e in entries
@@ -335,6 +337,10 @@ class Lake:
             self.closed = True
             if _ACTIVE is self:
                 _ACTIVE = None
+
+    def _kept_aside(self, rejects: list) -> None:
+        self.rejects.add(rejects)
+        self.gaps.quarantined(rejects)
 
     def _wake_flusher(self) -> None:
         if self._flusher is not None:

@@ -1,0 +1,40 @@
+"""Gap accounting: silent streams and quarantined rows become rows of the `gaps` table."""
+from __future__ import annotations
+
+import asyncio
+
+from cryptolake_nb import Lake, TradeLake
+
+
+def put(lake, pairs):
+    cb = TradeLake(lake)
+
+    async def go():
+        for t, receipt in pairs:
+            await cb(t, receipt)
+
+    asyncio.run(go())
+
+
+def test_silence_longer_than_the_threshold_is_a_gap(tmp_path, make_trade):
+    t0 = 1_700_000_000.0
+    with Lake(tmp_path / "lk", autoflush=False, silence_s=30) as lake:
+        times = [0, 1, 2, 100, 101] + [102 + i for i in range(3)]
+        put(lake, [(make_trade(100, 1, t0 + s), t0 + s) for s in times[:5]])
+        lake.flush()  # the next hole spans the buffer/history boundary
+        put(lake, [(make_trade(100, 1, t0 + 200 + s), t0 + 200 + s) for s in range(3)])
+        put(lake, [(make_trade(100, 1, t0 + 10, symbol="ETH-USDT"), t0 + 10)])
+        gaps = lake.sql("SELECT cause, symbol, channel, epoch_ns(start_ts) AS a, epoch_ns(end_ts) AS b FROM gaps ORDER BY a")
+        assert gaps.to_dict("records") == [
+            {"cause": "silence", "symbol": "BTC-USDT", "channel": "trades", "a": int((t0 + 2) * 1e9), "b": int((t0 + 100) * 1e9)},
+            {"cause": "silence", "symbol": "BTC-USDT", "channel": "trades", "a": int((t0 + 101) * 1e9), "b": int((t0 + 200) * 1e9)},
+        ]
+    with Lake(tmp_path / "lk", autoflush=False) as lake:  # gaps persist
+        assert lake.sql("SELECT count(*) AS n FROM gaps")["n"][0] == 2
+
+
+def test_quarantined_rows_are_accounted_as_gaps(lake, make_trade):
+    put(lake, [(make_trade("NaN", 1, 1_700_000_000.0), 1_700_000_000.0), (make_trade(1, -1, 1_700_000_005.0), 1_700_000_005.0)])
+    lake.sql("SELECT 1")
+    row = lake.sql("SELECT cause, exchange, symbol, channel, count FROM gaps").to_dict("records")
+    assert row == [{"cause": "quarantined", "exchange": "BINANCE", "symbol": "BTC-USDT", "channel": "trades", "count": 2}]
