@@ -101,8 +101,10 @@ def vwap(symbol: str, *, exchange: str | None = None, start: Any = None, end: An
 
 def ohlc(symbol: str, interval: Any = "1min", *, exchange: str | None = None, start: Any = None,
          end: Any = None, to: Output = "pandas", lake: "Lake | None" = None) -> Any:
-    """Bars of `symbol`'s trades: `ts, open, high, low, close, volume, trades, vwap`, one row per
-    non-empty bucket. Open and close are the first and last trades by (ts, receipt_ts).
+    """Bars of `symbol`'s trades: `ts, open, high, low, close, volume, trades, vwap, coverage`, one
+    row per non-empty bucket. Open and close are the first and last trades by (ts, receipt_ts).
+    `coverage` is the share of the bucket not inside a known gap of this symbol's trades (the
+    `gaps` table: reconnects, silences, sequence breaks, quarantined rows, ...): 1.0 means no known hole.
 
     >>> ohlc("BTC-USDT", "5min", exchange="BINANCE")            # doctest: +SKIP
     """
@@ -114,6 +116,20 @@ def ohlc(symbol: str, interval: Any = "1min", *, exchange: str | None = None, st
         " arg_min(price, (ts, receipt_ts)) AS open, max(price) AS high, min(price) AS low,"
         " arg_max(price, (ts, receipt_ts)) AS close, sum(amount) AS volume, count(*) AS trades,"
         " sum(price * amount) / sum(amount) AS vwap"
-        f" FROM trades WHERE {where} GROUP BY bucket ORDER BY bucket"
+        f" FROM trades WHERE {where} GROUP BY bucket"
+    )
+    gap_filter = "(g.symbol IS NULL OR g.symbol = $symbol) AND (g.channel IS NULL OR g.channel = 'trades')"
+    if exchange is not None:
+        gap_filter += " AND (g.exchange IS NULL OR g.exchange = $exchange)"
+    sql = (
+        f"WITH bars AS ({sql}), holes AS (SELECT epoch_ns(g.start_ts) AS a, epoch_ns(g.end_ts) AS b FROM gaps g"
+        f" WHERE {gap_filter} AND g.start_ts IS NOT NULL AND g.end_ts IS NOT NULL),"
+        # overlapping gaps are merged first, so a second or counted twice cannot lower coverage
+        " ordered AS (SELECT a, b, max(b) OVER (ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+        " AS reach FROM holes), islands AS (SELECT a, b, sum(CASE WHEN reach IS NULL OR a > reach THEN 1 ELSE 0 END)"
+        " OVER (ORDER BY a, b) AS island FROM ordered), merged AS (SELECT min(a) AS a, max(b) AS b FROM islands"
+        " GROUP BY island)"
+        " SELECT bars.*, 1.0 - coalesce((SELECT sum(greatest(0, least(h.b, bars.bucket + $step)"
+        " - greatest(h.a, bars.bucket))) FROM merged h), 0) / $step AS coverage FROM bars ORDER BY bucket"
     )
     return convert(_bucketed(lake.query_arrow(sql, params, **prune)), to)

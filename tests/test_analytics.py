@@ -84,7 +84,8 @@ def test_ohlc_equals_pandas_across_history_and_live(split_lake, interval, rule):
     lake, frame = split_lake
     got = ohlc("BTC-USDT", interval, exchange="BINANCE", lake=lake)
     exp = pandas_ohlc(frame, rule)
-    assert list(got.columns) == ["ts", "open", "high", "low", "close", "volume", "trades", "vwap"]
+    assert list(got.columns) == ["ts", "open", "high", "low", "close", "volume", "trades", "vwap", "coverage"]
+    assert (got.coverage == 1.0).all()
     assert str(got.ts.dtype) == "datetime64[ns, UTC]"
     assert list(got.ts) == list(exp.index)
     for col in ("open", "high", "low", "close", "volume", "vwap"):

@@ -38,3 +38,17 @@ def test_quarantined_rows_are_accounted_as_gaps(lake, make_trade):
     lake.sql("SELECT 1")
     row = lake.sql("SELECT cause, exchange, symbol, channel, count FROM gaps").to_dict("records")
     assert row == [{"cause": "quarantined", "exchange": "BINANCE", "symbol": "BTC-USDT", "channel": "trades", "count": 2}]
+
+
+def test_ohlc_coverage_is_the_share_of_a_bucket_outside_gaps(lake, make_trade):
+    t0 = 1_700_000_040.0  # a minute boundary
+    put(lake, [(make_trade(100, 1, t0 + s), t0 + s) for s in (1, 2, 3)])
+    lake.gaps.record("reconnect", exchange="BINANCE", symbol="BTC-USDT", channel="trades",
+                     start_ns=int((t0 + 30) * 1e9), end_ns=int((t0 + 75) * 1e9))
+    lake.gaps.record("reconnect", exchange="BINANCE", symbol="ETH-USDT", channel="trades",
+                     start_ns=int(t0 * 1e9), end_ns=int((t0 + 60) * 1e9))  # another symbol: no effect
+    put(lake, [(make_trade(100, 1, t0 + 61), t0 + 61), (make_trade(100, 1, t0 + 125), t0 + 125)])
+    bars = lake.ohlc("BTC-USDT", "1min", exchange="BINANCE")
+    # bucket 1: the reconnect [30, 75) and the silence [61, 125) overlap: merged, [60, 120) is all gap
+    assert bars.coverage.tolist() == [0.5, 0.0, 1 - 5 / 60]
+    assert lake.sql("SELECT cause FROM gaps WHERE cause = 'silence'")["cause"].tolist() == ["silence"]
