@@ -83,6 +83,7 @@ class Flusher:
         self.rows_flushed = 0
         self.last_error: str | None = None
         self.last_flush_s: float | None = None
+        self.max_backoff = 2.0  # seconds between retries while storage fails: resume soon after it heals
 
     def flush(self, tables: list[str] | None = None) -> list[FileEntry]:
         """Flush the named tables (all by default) now; return the files committed."""
@@ -153,11 +154,11 @@ class Flusher:
                 backoff = poll
             except (StorageError, OSError) as exc:
                 self.last_error = str(exc)
-                backoff = min(max(backoff * 2, poll), 30.0)
+                backoff = min(max(backoff * 2, poll), self.max_backoff)
                 log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, exc)
                 if self._on_error is not None:
                     self._on_error(exc)
             except Exception as exc:  # never let the flusher die silently
                 self.last_error = repr(exc)
                 log.exception("unexpected error in the flusher")
-                backoff = min(max(backoff * 2, poll), 30.0)
+                backoff = min(max(backoff * 2, poll), self.max_backoff)

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ManifestError
+from .faults import FAULTS
 
 __all__ = ["FileEntry", "Manifest"]
 
@@ -80,6 +81,7 @@ class Manifest:
             line = f"{zlib.crc32(body.encode()):08x} {body}\n".encode()
             try:
                 with open(self._path, "ab") as fh:
+                    FAULTS.check("manifest")
                     fh.write(line)
                     fh.flush()
                     os.fsync(fh.fileno())

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from .crashpoints import crash_point
 from .errors import StorageError
+from .faults import FAULTS
 from .manifest import FileEntry
 from .partitions import new_file_name, partition_dir
 from .tables import TABLES, FlushTransform, TableSpec
@@ -77,6 +78,7 @@ class ParquetSink:
         tmp = path.with_name(path.name + TEMP_SUFFIX)
         names = set(part.schema.names)
         try:
+            FAULTS.check("write")
             pq.write_table(
                 part, tmp,
                 compression="zstd", compression_level=self.compression_level,
@@ -86,6 +88,7 @@ class ParquetSink:
             )
             crash_point("temp_written")
             with open(tmp, "rb+") as fh:
+                FAULTS.check("fsync")
                 os.fsync(fh.fileno())
             crash_point("temp_fsynced")
             os.replace(tmp, path)
