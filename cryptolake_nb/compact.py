@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from .errors import StorageError
 from .manifest import FileEntry, Manifest
@@ -62,11 +61,13 @@ class Compactor:
         groups = []
         for _, files in groupby(sorted(small, key=key), key=key):
             batch: list[FileEntry] = []
+            rows = 0
             for e in sorted(files, key=lambda e: e.min_ts):
-                if batch and sum(f.rows for f in batch) + e.rows > self.target_rows:
+                if batch and rows + e.rows > self.target_rows:
                     groups.append(batch)
-                    batch = []
+                    batch, rows = [], 0
                 batch.append(e)
+                rows += e.rows
             groups.append(batch)
         return [g for g in groups if len(g) >= self.min_files]
 
@@ -84,7 +85,8 @@ class Compactor:
     def _merge(self, table: str, group: list[FileEntry]) -> Compacted:
         spec = TABLES[table]
         root = self._sink.root
-        rows = pa.concat_tables([pq.read_table(root / e.path, schema=spec.schema) for e in group])
+        files = [str(root / e.path) for e in group]  # read in parallel: thousands of small files
+        rows = ds.dataset(files, schema=spec.schema, format="parquet").to_table()
         rows = rows.sort_by([(c, "ascending") for c in spec.sort_columns])
         first = group[0]
         key = (first.exchange, first.symbol, dt.date.fromisoformat(first.date))

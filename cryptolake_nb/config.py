@@ -32,6 +32,7 @@ class LakeConfig:
     autoflush: bool = True
     duckdb_threads: int | None = None
     silence_s: float = 60.0  # a stream with no message for this long gets a `silence` row in `gaps`
+    autocompact: bool = True  # merge small files in the background after flushes
     compact_min_files: int = 8  # a partition with this many small files is worth merging
     book_depth: int = 50  # order-book levels per side kept in snapshots and served by book helpers
     book_snapshot_interval: float = 60.0  # seconds between full L2 snapshots in the live stream

@@ -83,6 +83,7 @@ class Flusher:
         self.rows_flushed = 0
         self.last_error: str | None = None
         self.last_flush_s: float | None = None
+        self.after_flush: Callable[[list[str]], None] | None = None  # background work after a flush
         self.max_backoff = 2.0  # seconds between retries while storage fails: resume soon after it heals
 
     def flush(self, tables: list[str] | None = None) -> list[FileEntry]:
@@ -150,6 +151,8 @@ class Flusher:
                 due = self.due()
                 if due:
                     self.flush(due)
+                    if self.after_flush is not None:
+                        self.after_flush(due)
                 self.last_error = None
                 backoff = poll
             except (StorageError, OSError) as exc:

@@ -109,3 +109,55 @@ def test_verify_moves_bad_files_out_of_the_query_path(tmp_path, make_trade, dama
         if damage != "delete":
             assert (lake.root / report.quarantined[0]).exists() and not victim.exists()
         assert lake.verify().ok
+
+
+def test_background_compaction_after_flushes(tmp_path, make_trade):
+    with Lake(tmp_path / "lk", max_rows=20, flush_interval=3600, compact_min_files=5) as lake:
+        for f in range(12):
+            put(lake, [make_trade(100, 1, 1_700_000_000.0 + f * 20 + i, id=str(f * 20 + i)) for i in range(20)])
+            import waiting
+
+            assert waiting.wait_for(lambda: lake.status()["tables"]["trades"]["buffer_rows"] == 0, 10)
+        assert waiting.wait_for(lambda: lake.status()["tables"]["trades"]["files"] < 5, 10)
+        assert lake.sql("SELECT count(*) AS n, count(DISTINCT trade_id) AS d FROM trades").iloc[0].tolist() == [240, 240]
+
+
+@pytest.mark.slow
+def test_ten_thousand_small_files_become_a_handful(tmp_path, make_trade):
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cryptolake_nb.manifest import FileEntry
+    from cryptolake_nb.partitions import new_file_name, partition_dir
+    from cryptolake_nb.sink import file_crc32
+    from cryptolake_nb.tables import TABLES
+
+    with Lake(tmp_path / "lk", autoflush=False) as lake:
+        schema = TABLES["trades"].schema
+        key = ("BINANCE", "BTC-USDT", dt.date(2023, 11, 14))
+        entries = []
+        for f in range(10_000):
+            ts = pa.array([1_700_000_000_000_000_000 + (f * 3 + i) * 1_000_000 for i in range(3)]).cast(schema.field("ts").type)
+            rows = pa.table({"exchange": ["BINANCE"] * 3, "symbol": ["BTC-USDT"] * 3, "side": ["buy", "sell", "buy"],
+                             "amount": [1.0, 2.0, 3.0], "price": [100.0 + f % 7, 101.0, 102.0],
+                             "trade_id": [str(f * 3 + i) for i in range(3)], "type": [None] * 3, "ts": ts, "receipt_ts": ts})
+            rows = pa.table({f_.name: rows.column(f_.name) if f_.name in rows.column_names else pa.nulls(3, f_.type)
+                             for f_ in schema}, schema=schema)
+            # written directly (no fsync per file): the test is about compaction, not publication
+            rel = partition_dir("trades", *key) / new_file_name(f)
+            (lake.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(rows, lake.root / rel)
+            entries.append(FileEntry(rel.as_posix(), "trades", *key[:2], key[2].isoformat(), 3,
+                                     (lake.root / rel).stat().st_size, ts[0].value, ts[2].value,
+                                     file_crc32(lake.root / rel)))
+        lake._manifest.commit(entries)
+        before = lake.sql(SUMMARY)
+        assert lake.status()["tables"]["trades"]["files"] == 10_000
+        lake._retirer.grace_s = 0.0
+        done = lake.compact()
+        assert sum(c.files_in for c in done) == 10_000
+        assert lake.status()["tables"]["trades"]["files"] <= 3
+        assert lake.sql(SUMMARY).equals(before)
+        assert len(list(lake.root.rglob("*.parquet"))) <= 3
