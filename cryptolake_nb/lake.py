@@ -133,6 +133,8 @@ class Lake:
         self._retirer = Retirer(self.root, clock=self._clock)
         self._compactor = Compactor(self._manifest, sink, self._commit_lock, self._retirer, self._fingerprint,
                                     min_files=self.config.compact_min_files)
+        if self.config.autocompact:
+            self._flusher.after_flush = self._background_compact
         self._subscriptions: list[FeedSpec] = []
         self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
@@ -206,7 +208,7 @@ class Lake:
             return {t: b.appended - self.rejects.counts.get(t, 0) for t, b in self._buffers.items()}
 
         before = counts()
-        result: ReplayResult = replay_capture(list(files), self.callbacks(("trades",)), config=config)
+        result: ReplayResult = replay_capture(list(files), self.callbacks(TABLES), config=config)
         self.last_replay = result
         after = counts()
         return {t: after[t] - before[t] for t in after}
@@ -274,6 +276,12 @@ class Lake:
         done = self._compactor.compact(list(tables) if tables else None)
         self._retirer.purge()
         return done
+
+    def _background_compact(self, tables: list[str]) -> None:
+        """After a background flush: merge small files where a partition has enough of them."""
+        if any(self._compactor.candidates(t) for t in tables):
+            self._compactor.compact(tables)
+        self._retirer.purge()
 
     def verify(self) -> VerifyReport:
         """Check every committed file (size, checksum, footer, rows, pages); move bad ones out of the query path."""
