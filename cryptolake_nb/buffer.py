@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pyarrow as pa
 
 from .clock import Clock, SystemClock
+from .crashpoints import crash_point
 from .errors import SchemaError
 from .records import Converter, Reject
 
@@ -26,6 +27,7 @@ class Sealed:
     seq: int
     batch: pa.RecordBatch
     since: float  # monotonic time the oldest row of the batch arrived
+    jseq: int | None = None  # its journal sequence number, None when not journaled
 
 
 class LiveBuffer:
@@ -47,8 +49,11 @@ class LiveBuffer:
         wake_rows: int = 0,
         on_wake: Callable[[], None] | None = None,
         on_sealed: Callable[[str, pa.RecordBatch], None] | None = None,
+        journal: Callable[[str, pa.RecordBatch], int] | None = None,
     ) -> None:
         self._on_sealed = on_sealed
+        self._journal = journal  # appends a sealed batch to the journal: it then counts as received
+        self.journal_error: str | None = None
         self.table = table
         self.schema = schema
         self._convert = converter
@@ -88,17 +93,40 @@ class LiveBuffer:
         batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
         with self._seal_lock:
             self.seal()  # keeps arrival order: pending objects came first
-            with self._lock:
-                now = self._clock.monotonic()
-                for b in batches:
-                    if b.num_rows:
-                        self._sealed.append(Sealed(self._next_seq, b, now))
-                        self._next_seq += 1
-                        self._sealed_rows += b.num_rows
-                        self._sealed_bytes += b.nbytes
-                        self.appended += b.num_rows
+            for b in batches:
+                if b.num_rows:
+                    self._add_sealed(b, self._journaled(b))
+                    self.appended += b.num_rows
+
+    def restore(self, batch: pa.RecordBatch, jseq: int) -> None:
+        """Put back a batch recovered from the journal (already journaled as `jseq`)."""
+        with self._seal_lock:
+            self._add_sealed(batch, jseq)
+            self.appended += batch.num_rows
+
+    def _add_sealed(self, batch: pa.RecordBatch, jseq: int | None) -> None:
+        with self._lock:
+            self._sealed.append(Sealed(self._next_seq, batch, self._clock.monotonic(), jseq))
+            self._next_seq += 1
+            self._sealed_rows += batch.num_rows
+            self._sealed_bytes += batch.nbytes
         if self._wake_rows and self._sealed_rows >= self._wake_rows and self._on_wake is not None:
             self._on_wake()
+
+    def _journaled(self, batch: pa.RecordBatch) -> int | None:
+        """Journal a sealed batch; on failure keep it in memory only and say so (never lose it)."""
+        if self._journal is None:
+            return None
+        try:
+            jseq = self._journal(self.table, batch)
+            crash_point("journal_appended")
+            self.journal_error = None
+            return jseq
+        except Exception as exc:
+            if self.journal_error is None:
+                log.error("%s: journal append failed, rows kept in memory only until the next flush: %s", self.table, exc)
+            self.journal_error = str(exc)
+            return None
 
     def seal(self) -> None:
         """Convert pending objects into one sealed batch (rejects go to `on_rejects`)."""
@@ -117,9 +145,10 @@ class LiveBuffer:
                     self._receipts[:0] = receipts
                     self._pending_since = since
                 raise
+            jseq = self._journaled(converted.batch) if converted.batch.num_rows else None
             with self._lock:
                 if converted.batch.num_rows:
-                    self._sealed.append(Sealed(self._next_seq, converted.batch, since))
+                    self._sealed.append(Sealed(self._next_seq, converted.batch, since, jseq))
                     self._next_seq += 1
                     self._sealed_rows += converted.batch.num_rows
                     self._sealed_bytes += converted.batch.nbytes

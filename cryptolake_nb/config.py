@@ -30,6 +30,7 @@ class LakeConfig:
     compression_level: int = 3
     row_group_size: int = 1_000_000
     autoflush: bool = True
+    durability: str = "batch"  # journal: "none", "batch" (survives kill -9), "strict" (fsync: power loss)
     duckdb_threads: int | None = None
     silence_s: float = 60.0  # a stream with no message for this long gets a `silence` row in `gaps`
     autocompact: bool = True  # merge small files in the background after flushes
@@ -42,6 +43,8 @@ class LakeConfig:
         self.policy  # validates the flush settings
         if not 1 <= self.compression_level <= 22:
             raise ConfigError(f"compression_level must be 1..22 (ZSTD), got {self.compression_level!r}")
+        if self.durability not in ("none", "batch", "strict"):
+            raise ConfigError(f"durability must be 'none', 'batch' or 'strict', got {self.durability!r}")
         if not isinstance(self.book_depth, int) or self.book_depth < 1:
             raise ConfigError(f"book_depth must be a positive integer, got {self.book_depth!r}")
         if not isinstance(self.book_snapshot_interval, (int, float)) or self.book_snapshot_interval <= 0:

@@ -83,6 +83,7 @@ class Flusher:
         self.rows_flushed = 0
         self.last_error: str | None = None
         self.last_flush_s: float | None = None
+        self.release: Callable[[list[int]], object] | None = None  # journal entries now in Parquet
         self.after_flush: Callable[[list[str]], None] | None = None  # background work after a flush
         self.max_backoff = 2.0  # seconds between retries while storage fails: resume soon after it heals
 
@@ -103,14 +104,21 @@ class Flusher:
         rows = pa.Table.from_batches([s.batch for s in sealed], schema=buffer.schema)
         entries = self._sink.write(name, rows, self._manifest.seq + 1, self._transforms.get(name))
         try:
+            jseqs = [s.jseq for s in sealed if s.jseq is not None]
             with self._commit_lock:
-                self._manifest.commit(entries)
+                self._manifest.commit(entries, journal=jseqs)
                 crash_point("manifest_committed")
                 buffer.drop({s.seq for s in sealed})
                 crash_point("dropped")
         except StorageError:
             self._sink.discard(entries)  # never committed: rows are still in the buffer
             raise
+        if jseqs and self.release is not None:
+            try:
+                self.release(jseqs)  # the journal may now forget them
+                crash_point("journal_released")
+            except Exception:  # the commit stands; unreleased entries are skipped on recovery
+                log.exception("could not release %d journal entries", len(jseqs))
         self.flushes += 1
         self.rows_flushed += rows.num_rows
         self.last_flush_s = self._clock.monotonic() - started
@@ -148,6 +156,8 @@ class Flusher:
             if self._stop.is_set():
                 break
             try:
+                for buf in self._buffers.values():
+                    buf.seal()  # journal what arrived: a kill -9 then loses at most one poll of rows
                 due = self.due()
                 if due:
                     self.flush(due)

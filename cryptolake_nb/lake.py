@@ -19,6 +19,7 @@ from .clock import Clock, SystemClock
 from .config import LakeConfig
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
 from .flush import Flusher
+from .journal import Durability, Journal
 from .gaps import GapLog
 from .lock import WriterLock
 from .compact import Compacted, Compactor
@@ -98,9 +99,12 @@ class Lake:
                                           f"({other!r}): use that object, or close() it first")
             self.root.mkdir(parents=True, exist_ok=True)
             self._lock = WriterLock(self.root)
+        self._journal = None
         try:
             self._open(clock)
         except BaseException:
+            if self._journal is not None:
+                self._journal.close()
             if self._lock is not None:
                 self._lock.release()
             raise
@@ -110,6 +114,8 @@ class Lake:
         self._commit_lock = threading.RLock()
         self._manifest = Manifest(self.root, read_only=self.read_only)
         self.swept = {} if self.read_only else sweep_orphans(self.root, self._manifest, list(TABLES))
+        self._journal = None if self.read_only or self.config.durability == "none" else Journal(
+            self.root / "_journal", durability=Durability(self.config.durability))
         self.rejects = RejectLog(self.root, clock=self._clock, read_only=self.read_only)
         self.gaps = GapLog(self.root, silence_s=self.config.silence_s, clock=self._clock, read_only=self.read_only)
         self._flusher: Flusher | None = None
@@ -117,6 +123,7 @@ class Lake:
             name: LiveBuffer(
                 name, spec.schema, spec.convert, self._kept_aside, clock=self._clock,
                 wake_rows=self.config.max_rows, on_wake=self._wake_flusher, on_sealed=self.gaps.observe,
+                journal=self._journal.append if self._journal is not None else None,
             )
             for name, spec in TABLES.items()
         }
@@ -135,6 +142,10 @@ class Lake:
                                     min_files=self.config.compact_min_files)
         if self.config.autocompact:
             self._flusher.after_flush = self._background_compact
+        self.recovered: dict[str, int] = {}  # rows put back from the journal at open
+        if self._journal is not None:
+            self._flusher.release = self._journal.release
+            self.recovered = self._recover()
         self._subscriptions: list[FeedSpec] = []
         self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
@@ -277,6 +288,25 @@ class Lake:
         self._retirer.purge()
         return done
 
+    def _recover(self) -> dict[str, int]:
+        """Put journaled rows that no commit holds back into the buffers; account for lost tails."""
+        restored: dict[str, int] = {}
+        settled = []
+        for entry in self._journal.recover():
+            if self._manifest.journal_committed(entry.seq) or entry.table not in self._buffers:
+                settled.append(entry.seq)  # already in Parquet (crash between commit and release)
+                continue
+            self._buffers[entry.table].restore(entry.batch, entry.seq)
+            restored[entry.table] = restored.get(entry.table, 0) + entry.batch.num_rows
+        if settled:
+            self._journal.release(settled)
+        report = self._journal.last_recovery
+        if report is not None and (report.damage or report.checkpoint_lost):
+            self.gaps.record("journal_tail_lost", detail=report.describe())
+        if restored:
+            log.warning("recovered %s rows from the journal of %s", restored, self.root)
+        return restored
+
     def _background_compact(self, tables: list[str]) -> None:
         """After a background flush: merge small files where a partition has enough of them."""
         if any(self._compactor.candidates(t) for t in tables):
@@ -340,6 +370,8 @@ class Lake:
             self._flusher.stop()
             self._retirer.purge(force=True)
             self._view.close()
+            if self._journal is not None:
+                self._journal.close()
             if self._lock is not None:
                 self._lock.release()
             self.closed = True

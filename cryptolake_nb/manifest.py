@@ -1,6 +1,7 @@
 """The manifest: an append-only, checksummed log of committed (and retired) Parquet files."""
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -8,6 +9,7 @@ import threading
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable
 
 from .errors import ManifestError
 from .faults import FAULTS
@@ -52,6 +54,7 @@ class Manifest:
         self._files: dict[str, tuple[FileEntry, ...]] = {}
         self._seq = 0
         self._offset = 0  # bytes of the log applied so far
+        self._journal: list[list[int]] = []  # sorted [lo, hi] journal seq ranges held by commits
         if not read_only:
             self._dir.mkdir(parents=True, exist_ok=True)
         self.refresh()
@@ -68,15 +71,23 @@ class Manifest:
     def tables(self) -> list[str]:
         return sorted(self._files)
 
-    def commit(self, entries: list[FileEntry], retire: list[FileEntry] | tuple = ()) -> int:
-        """Durably add `entries` and retire `retire` in one step; return the commit's sequence number."""
+    def commit(self, entries: list[FileEntry], retire: list[FileEntry] | tuple = (),
+               journal: Iterable[int] = ()) -> int:
+        """Durably add `entries` and retire `retire` in one step; return the commit's sequence number.
+
+        `journal`: the journal sequence numbers whose rows these files hold, so that a restart
+        between this commit and the journal's release does not replay them twice.
+        """
         if self._read_only:
             raise ManifestError("this lake is open read-only")
+        jranges = _ranges(journal)
         with self._lock:
             seq = self._seq + 1
-            doc = {"seq": seq, "add": [asdict(e) for e in entries]}
+            doc: dict = {"seq": seq, "add": [asdict(e) for e in entries]}
             if retire:
                 doc["remove"] = [e.path for e in retire]
+            if jranges:
+                doc["journal"] = jranges
             body = json.dumps(doc, separators=(",", ":"))
             line = f"{zlib.crc32(body.encode()):08x} {body}\n".encode()
             try:
@@ -88,9 +99,14 @@ class Manifest:
             except OSError as exc:
                 self._truncate(self._offset)
                 raise ManifestError(f"could not commit to {self._path}: {exc}") from exc
-            self._apply(seq, entries, [e.path for e in retire])
+            self._apply(seq, entries, [e.path for e in retire], jranges)
             self._offset += len(line)
             return seq
+
+    def journal_committed(self, jseq: int) -> bool:
+        """Whether a commit already holds the rows of journal entry `jseq`."""
+        i = bisect.bisect_right(self._journal, [jseq, float("inf")]) - 1
+        return i >= 0 and self._journal[i][0] <= jseq <= self._journal[i][1]
 
     def refresh(self) -> bool:
         """Apply commits appended since the last look (another process may be the writer)."""
@@ -109,15 +125,17 @@ class Manifest:
                         log.warning("manifest %s: torn or corrupt commit after byte %d cut off", self._path, self._offset)
                         self._truncate(self._offset)
                     break
-                seq, entries, removed = parsed
+                seq, entries, removed, jranges = parsed
                 if seq != self._seq + 1:
                     raise ManifestError(f"manifest {self._path}: commit {seq} follows {self._seq}")
-                self._apply(seq, entries, removed)
+                self._apply(seq, entries, removed, jranges)
                 self._offset += len(raw)
                 changed = True
             return changed
 
-    def _apply(self, seq: int, entries: list[FileEntry], removed: list[str]) -> None:
+    def _apply(self, seq: int, entries: list[FileEntry], removed: list[str], jranges: list[list[int]] = ()) -> None:
+        if jranges:
+            self._journal = sorted(self._journal + [list(r) for r in jranges])
         files = dict(self._files)
         gone = set(removed)
         if gone:
@@ -135,7 +153,7 @@ class Manifest:
             log.exception("could not cut a failed commit off %s", self._path)
 
     @staticmethod
-    def _parse(raw: bytes) -> tuple[int, list[FileEntry], list[str]] | None:
+    def _parse(raw: bytes) -> tuple[int, list[FileEntry], list[str], list[list[int]]] | None:
         if not raw.endswith(b"\n") or len(raw) < 10:
             return None
         crc, _, body = raw[:-1].partition(b" ")
@@ -143,6 +161,18 @@ class Manifest:
             if int(crc, 16) != zlib.crc32(body):
                 return None
             doc = json.loads(body)
-            return doc["seq"], [FileEntry(**e) for e in doc["add"]], list(doc.get("remove", ()))
+            return (doc["seq"], [FileEntry(**e) for e in doc["add"]], list(doc.get("remove", ())),
+                    [list(r) for r in doc.get("journal", ())])
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def _ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Sorted integers -> [[lo, hi], ...] runs."""
+    out: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
