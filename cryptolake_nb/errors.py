@@ -6,7 +6,8 @@
     ├── SchemaError (ValueError)          rows do not fit a table's Arrow schema
     ├── StorageError (OSError)            the lake could not write or read its files
     │   ├── ManifestError                 the manifest is missing, torn or inconsistent
-    │   └── LakeLockedError               another writer holds the lake
+    │   ├── LakeLockedError               another writer holds the lake
+    │   └── JournalError                  the journal could not write, sync or lock its segments
     ├── QueryError                        a user query was refused or failed in DuckDB
     │   └── ForbiddenQueryError           a statement other than one SELECT, or file access
     ├── CollectorError (RuntimeError)     the collector thread could not start, stop or run
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigError",
     "CryptolakeError",
     "ForbiddenQueryError",
+    "JournalError",
     "LakeLockedError",
     "ManifestError",
     "NoActiveLakeError",
@@ -51,6 +53,10 @@ class SchemaError(CryptolakeError, ValueError):
 
 class StorageError(CryptolakeError, OSError):
     """The lake could not write or read its files."""
+
+
+class JournalError(StorageError):
+    """The journal could not write, sync or lock its segments (it stays consistent)."""
 
 
 class ManifestError(StorageError):
