@@ -6,7 +6,8 @@ import time
 import zlib
 from pathlib import Path
 
-from cryptolake_nb.journal import Durability, Journal, _serialize
+from cryptolake_nb.journal import Durability, Journal
+from cryptolake_nb.journal_frames import serialize as _serialize
 
 from .synth import trades
 

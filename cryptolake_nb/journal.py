@@ -7,23 +7,7 @@ On disk, in `directory`:
     journal.lock                           flock: one writer per journal directory
     quarantine/                            damaged tails and segments set aside by recovery, never read
 
-One frame per entry (one RecordBatch of one table), all little-endian, every frame 8-byte aligned:
-
-    header  40 B  magic "CLJ1" | name_len u16 | flags u16 (0) | seq u64 | rows u64 | body_len u64
-                  | reserved u32 (0) | header_crc u32 (CRC-32 of the 36 bytes before it)
-    name          table name, UTF-8, zero-padded to 8
-    body          a complete Arrow IPC stream (schema message, one batch, end-of-stream), padded to 8
-    trailer  8 B  crc u32 (CRC-32 of padded body, then header and padded name) | magic "CLJe"
-
-Why this framing: the tables have different schemas and an Arrow stream has one, so a single stream
-per segment would need a segment per table (no total order of entries across tables). Each body is
-instead a self-contained IPC stream (its own ~0.7 kB schema message, <1% of a 1k-row trades batch),
-so any Arrow reader can decode one, and damage to one entry never makes another undecodable. The
-frame around it gives what the IPC stream lacks as a log: a length to find the next entry without
-parsing, a sequence number to prove continuity (a zero-filled run no longer reads as a clean end of
-stream), and checksums over every byte. The body's CRC comes first in the checksummed order so it
-is computed outside the append lock, before the sequence number is known. Segments end in `.jrnl`,
-not `.arrows`, because a segment is not one Arrow stream (and no `*.parquet` glob can match them).
+Frames (one Arrow IPC stream per entry, checksummed): see journal_frames.py.
 
 Guarantees:
 - `append` returns after one `writev` of the whole frame (BATCH: survives kill -9 of the process),
@@ -50,7 +34,6 @@ import json
 import logging
 import os
 import re
-import struct
 import threading
 import time
 import zlib
@@ -61,17 +44,14 @@ from typing import Iterable
 import pyarrow as pa
 
 from .errors import ConfigError, JournalError
+from .journal_frames import (
+    CRC, END_MAGIC, HEAD, HEADER_SIZE, MAGIC, MAX_NAME, TRAIL, Ranges, check_frame, frame_size, pad8, salvage,
+    serialize, write_all,
+)
 
 __all__ = ["Durability", "Journal", "JournalEntry", "RecoveryReport"]
 
 log = logging.getLogger(__name__)
-
-MAGIC, END_MAGIC = b"CLJ1", b"CLJe"
-_HEAD = struct.Struct("<4sHHQQQI")  # 36 bytes covered by the header CRC that follows them
-_CRC = struct.Struct("<I")
-_TRAIL = struct.Struct("<I4s")
-HEADER_SIZE, TRAILER_SIZE = _HEAD.size + 4, _TRAIL.size
-MAX_NAME = 1024
 SEGMENT_RE = re.compile(r"journal-(\d{20})\.jrnl")
 CHECKPOINT, LOCK, QUARANTINE = "checkpoint", "journal.lock", "quarantine"
 
@@ -130,38 +110,6 @@ class RecoveryReport:
         return "; ".join(parts)
 
 
-class _Ranges:
-    """Sorted, disjoint, non-adjacent inclusive integer ranges."""
-
-    def __init__(self, pairs: Iterable[tuple[int, int]] = ()) -> None:
-        self.lo: list[int] = []
-        self.hi: list[int] = []
-        for lo, hi in pairs:
-            self.add(lo, hi)
-
-    def add(self, lo: int, hi: int) -> None:
-        if lo > hi:
-            return
-        i = bisect.bisect_left(self.hi, lo - 1)  # first range touching lo from the left
-        j = bisect.bisect_right(self.lo, hi + 1)  # ranges before j start at most at hi + 1
-        if i < j:
-            lo, hi = min(lo, self.lo[i]), max(hi, self.hi[j - 1])
-        self.lo[i:j], self.hi[i:j] = [lo], [hi]
-
-    def covers(self, lo: int, hi: int) -> bool:
-        i = bisect.bisect_right(self.lo, lo) - 1
-        return i >= 0 and self.hi[i] >= hi
-
-    def prune(self, floor: int) -> None:
-        k = bisect.bisect_right(self.hi, floor)
-        del self.lo[:k], self.hi[:k]
-        if self.lo and self.lo[0] <= floor:
-            self.lo[0] = floor + 1
-
-    def pairs(self) -> list[list[int]]:
-        return [[a, b] for a, b in zip(self.lo, self.hi)]
-
-
 @dataclass
 class _Segment:
     first: int
@@ -171,74 +119,12 @@ class _Segment:
     unreleased: int = 0
 
 
-def _pad8(n: int) -> int:
-    return (n + 7) & ~7
-
-
-def _frame_size(name_len: int, body_len: int) -> int:
-    return HEADER_SIZE + _pad8(name_len) + _pad8(body_len) + TRAILER_SIZE
-
-
-def _check_frame(view: memoryview, pos: int) -> tuple[tuple[int, int, int, int, int] | None, str]:
-    """(seq, rows, name_len, body_len, size) of an intact frame at `pos`, or None and why not."""
-    end = len(view)
-    if not any(view[pos:pos + 8]):
-        return None, "zero-filled bytes where a frame should start"
-    if end - pos < HEADER_SIZE:
-        return None, "torn frame header"
-    magic, name_len, flags, seq, rows, body_len, reserved = _HEAD.unpack_from(view, pos)
-    if magic != MAGIC:
-        return None, "no frame magic"
-    if zlib.crc32(view[pos:pos + _HEAD.size]) != _CRC.unpack_from(view, pos + _HEAD.size)[0]:
-        return None, "frame header checksum mismatch"
-    if flags or reserved or not 0 < name_len <= MAX_NAME:
-        return None, "invalid frame header fields"
-    size = _frame_size(name_len, body_len)
-    if end - pos < size:
-        return None, "torn frame (the file ends inside it)"
-    body_at = pos + HEADER_SIZE + _pad8(name_len)
-    trail_at = pos + size - TRAILER_SIZE
-    crc, end_magic = _TRAIL.unpack_from(view, trail_at)
-    if end_magic != END_MAGIC or zlib.crc32(view[pos:body_at], zlib.crc32(view[body_at:trail_at])) != crc:
-        return None, "frame checksum mismatch"
-    return (seq, rows, name_len, body_len, size), ""
-
-
-def _salvage(data: bytes, start: int) -> list[tuple[int, int]]:
-    """(offset, seq) of every intact frame found in `data[start:]` by scanning for the magic."""
-    view, found, pos = memoryview(data), [], start
-    while (at := data.find(MAGIC, pos)) >= 0:
-        frame, _ = _check_frame(view, at)
-        if frame is None:
-            pos = at + 1
-        else:
-            found.append((at, frame[0]))
-            pos = at + frame[4]
-    return found
-
-
-def _serialize(batch: pa.RecordBatch) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue()
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, parts: list) -> None:
-    total = sum(len(p) for p in parts)
-    done = os.writev(fd, parts)
-    if done < total:  # short write (rare on regular files): finish it byte-exactly
-        rest = memoryview(b"".join(bytes(p) for p in parts))[done:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
 
 
 class Journal:
@@ -262,7 +148,7 @@ class Journal:
         self._fd: int | None = None  # open on the last segment while it takes appends
         self._next_seq = 1
         self._floor = 0  # every seq <= floor is settled
-        self._settled = _Ranges()  # settled seqs above the floor: released, or set aside by recovery
+        self._settled = Ranges()  # settled seqs above the floor: released, or set aside by recovery
         self._persisted: tuple = (0, [])  # (floor, settled) as last written to the checkpoint
         self._unreleased: dict[int, int] = {}  # seq -> rows, for entries in live segments
         self._pending_cut: tuple[_Segment, int] | None = None  # a failed write's partial frame
@@ -299,20 +185,20 @@ class Journal:
                     raise JournalError(f"the journal at {self.directory} is closed")
                 seq, self._next_seq = self._next_seq, self._next_seq + 1
                 return seq
-        body = _serialize(batch)  # outside the lock: the expensive part, and order-independent
-        body_pad = b"\0" * (_pad8(body.size) - body.size)
+        body = serialize(batch)  # outside the lock: the expensive part, and order-independent
+        body_pad = b"\0" * (pad8(body.size) - body.size)
         body_crc = zlib.crc32(body_pad, zlib.crc32(body))
-        name_part = name + b"\0" * (_pad8(len(name)) - len(name))
-        size = _frame_size(len(name), body.size)
+        name_part = name + b"\0" * (pad8(len(name)) - len(name))
+        size = frame_size(len(name), body.size)
         with self._lock:
             self._usable()
             seq = self._next_seq
-            head = _HEAD.pack(MAGIC, len(name), 0, seq, batch.num_rows, body.size, 0)
-            head_name = head + _CRC.pack(zlib.crc32(head)) + name_part
-            trailer = _TRAIL.pack(zlib.crc32(head_name, body_crc), END_MAGIC)
+            head = HEAD.pack(MAGIC, len(name), 0, seq, batch.num_rows, body.size, 0)
+            head_name = head + CRC.pack(zlib.crc32(head)) + name_part
+            trailer = TRAIL.pack(zlib.crc32(head_name, body_crc), END_MAGIC)
             seg = self._writable_segment(seq, size)
             try:
-                _write_all(self._fd, [head_name, body, body_pad, trailer])
+                write_all(self._fd, [head_name, body, body_pad, trailer])
                 if self.durability is Durability.STRICT:
                     os.fdatasync(self._fd)
             except OSError as exc:
@@ -460,7 +346,7 @@ class Journal:
 
     def _read_checkpoint(self) -> bool:
         """Load floor, next seq and settled ranges; False if the checkpoint was unreadable."""
-        self._floor, self._settled, self._next_seq, self._persisted = 0, _Ranges(), 1, (0, [])
+        self._floor, self._settled, self._next_seq, self._persisted = 0, Ranges(), 1, (0, [])
         path = self.directory / CHECKPOINT
         (self.directory / (CHECKPOINT + ".tmp")).unlink(missing_ok=True)
         if not path.exists():
@@ -475,10 +361,10 @@ class Journal:
                 raise ValueError("checksum mismatch")
             doc = json.loads(body)
             self._floor, self._next_seq = int(doc["floor"]), int(doc["next_seq"])
-            self._settled = _Ranges((int(a), int(b)) for a, b in doc["settled"])
+            self._settled = Ranges((int(a), int(b)) for a, b in doc["settled"])
             self._persisted = (self._floor, self._settled.pairs())
         except (ValueError, KeyError, TypeError) as exc:
-            self._floor, self._settled, self._next_seq = 0, _Ranges(), 1
+            self._floor, self._settled, self._next_seq = 0, Ranges(), 1
             kept = self._quarantine_file(path)
             log.error("journal %s: checkpoint unreadable (%s), moved to %s; released entries may be replayed",
                       self.directory, exc, kept)
@@ -524,7 +410,7 @@ class Journal:
             seg, pos, view = _Segment(first, path, last=first - 1), 0, memoryview(data)
             buf = pa.py_buffer(data) if decode else None
             while pos < len(data):
-                frame, why = _check_frame(view, pos)
+                frame, why = check_frame(view, pos)
                 if frame is not None and frame[0] != seg.last + 1:
                     frame, why = None, f"entry seq {frame[0]} where {seg.last + 1} was expected"
                 if frame is None:
@@ -560,7 +446,7 @@ class Journal:
     @staticmethod
     def _decode(path: Path, buf: pa.Buffer, pos: int, seq: int, rows: int, name_len: int,
                 body_len: int) -> JournalEntry:
-        body_at = pos + HEADER_SIZE + _pad8(name_len)
+        body_at = pos + HEADER_SIZE + pad8(name_len)
         try:
             table = bytes(buf[pos + HEADER_SIZE:pos + HEADER_SIZE + name_len]).decode("utf-8")
             reader = pa.ipc.open_stream(buf.slice(body_at, body_len))
@@ -583,7 +469,7 @@ class Journal:
             for j, (_, path) in enumerate(paths[i:]):
                 part = data if j == 0 and data is not None else self._read(path)
                 start = pos if j == 0 else 0
-                intact = _salvage(part, start)
+                intact = salvage(part, start)
                 if j == 0:  # something other than an intact frame sits at the cut
                     partial = len(part) > start and not (intact and intact[0][0] == start)
                 found += [seq for _, seq in intact]
