@@ -63,7 +63,7 @@ class LakeView:
         bound = _bind(sql, params)
         cur = self._cursor()
         try:
-            for name, source in sources.items():
+            for name, source in _used(sql, sources).items():
                 self._define(cur, name, source)
             rel = cur.sql(sql, params=bound) if bound else cur.sql(sql)
             return _utc(rel.to_arrow_table())
@@ -79,7 +79,7 @@ class LakeView:
         check_select(sql)
         cur = self._cursor()
         try:
-            for name, source in sources.items():
+            for name, source in _used(sql, sources).items():
                 self._define(cur, name, source)
             rows = cur.sql("EXPLAIN " + sql, params=_bind(sql, params) or None).fetchall()
             return "\n".join(r[1] for r in rows)
@@ -102,7 +102,8 @@ class LakeView:
         body = f"SELECT {cols} FROM {live}"
         if source.files:
             files = ", ".join("'" + f.replace("'", "''") + "'" for f in source.files)
-            history = f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false)"
+            # union_by_name: files written before a column was added read it as NULL
+            history = f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false, union_by_name = true)"
             body = f"{history} UNION ALL {body}"
         cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
 
@@ -111,6 +112,15 @@ class LakeView:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+
+
+def _used(sql: str, sources: Mapping[str, Source]) -> Mapping[str, Source]:
+    """Only the sources a statement names: defining a view per table costs ~1 ms each."""
+    try:
+        names = duckdb.get_table_names(sql)
+    except duckdb.Error:
+        return sources
+    return {n: s for n, s in sources.items() if n in names}
 
 
 def _utc(table: pa.Table) -> pa.Table:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -40,7 +41,8 @@ def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_tr
 
     def flush():
         nonlocal flushes
-        while flushes < 110:
+        deadline = time.monotonic() + 240
+        while (flushes < 110 or len(results) < 200) and time.monotonic() < deadline:
             if lake.flush():
                 flushes += 1
 
@@ -58,7 +60,7 @@ def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_tr
         t.start()
     flusher = threading.Thread(target=flush)
     flusher.start()
-    flusher.join(120)
+    flusher.join(300)
     stop.set()
     for t in threads:
         t.join(30)
