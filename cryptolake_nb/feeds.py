@@ -1,6 +1,7 @@
 """The one adapter to cryptofeed 2.x's Feed/FeedHandler API (cryptofeed 3.x will change it)."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -10,27 +11,29 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from cryptofeed import FeedHandler
 from cryptofeed.config import Config
-from cryptofeed.connection import HTTPAsyncConn, HTTPSync, RestEndpoint, WebsocketEndpoint
+from cryptofeed.connection import HTTPAsyncConn, HTTPConcurrentPoll, HTTPPoll, HTTPSync
 from cryptofeed.exceptions import ExhaustedRetries, UnsupportedDataFeed, UnsupportedSymbol
 from cryptofeed.exchange import Exchange
-from cryptofeed.exchanges import EXCHANGE_MAP, Binance
+from cryptofeed.exchanges import EXCHANGE_MAP
 from cryptofeed.feed import Feed
 
-from cryptolake_nb.errors import ConfigError
+from cryptolake_nb.errors import ConfigError, CryptolakeError
 
 if TYPE_CHECKING:
     import ssl
 
-    from cryptolake_nb.simulator import ExchangeSimulator
+    from cryptolake_nb.simulator import LoopbackServer
 
 __all__ = [
     "Callback",
     "Feed",
     "FeedSpec",
     "PrivateSymbolsExchange",
+    "REPLAY_FEED_OPTIONS",
     "build_feed",
     "describe_feed",
     "is_dead_feed_error",
+    "load_symbol_data",
     "make_feedhandler",
     "route_cryptofeed_logging",
 ]
@@ -54,12 +57,16 @@ def _public_channels(exchange: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """What to subscribe: an exchange (EXCHANGE_MAP name), normalised symbols, cryptofeed channels."""
+    """What to subscribe: an exchange (EXCHANGE_MAP name), normalised symbols, cryptofeed channels.
+
+    With `simulator` (an ExchangeSimulator or CaptureServer speaking `exchange`), the feed connects
+    to it instead of the exchange.
+    """
 
     exchange: str
     symbols: tuple[str, ...]
     channels: tuple[str, ...]
-    simulator: ExchangeSimulator | None = None
+    simulator: LoopbackServer | None = None
     retries: int = 10  # cryptofeed reconnect attempts before the feed dies; -1 retries forever
 
     def __post_init__(self) -> None:
@@ -80,8 +87,9 @@ class FeedSpec:
         for channel in self.channels:
             if channel not in allowed:
                 raise ConfigError(f"unknown channel {channel!r} for {self.exchange}; allowed: {', '.join(allowed)}")
-        if self.simulator is not None and self.exchange != Binance.id:
-            raise ConfigError(f"the simulator speaks {Binance.id}'s protocol, not {self.exchange!r}")
+        speaks = getattr(self.simulator, "exchange", None)
+        if self.simulator is not None and self.exchange != speaks:
+            raise ConfigError(f"the simulator speaks {speaks}'s protocol, not {self.exchange!r}")
         if not isinstance(self.retries, int) or self.retries < -1:
             raise ConfigError(f"retries must be an int >= -1, got {self.retries!r}")
 
@@ -90,31 +98,6 @@ class FeedSpec:
         """A short label for status displays, e.g. 'BINANCE(sim) trades,l2_book BTC-USDT'."""
         sim = "(sim)" if self.simulator is not None else ""
         return f"{self.exchange}{sim} {','.join(self.channels)} {','.join(self.symbols)}"
-
-
-class _NoSyncHTTP(HTTPSync):
-    """Refuses cryptofeed's blocking `requests` calls: a simulated feed must never leave loopback."""
-
-    def read(self, address: str, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError(f"simulated feed refused a blocking request to {address}")
-
-    def write(self, address: str, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError(f"simulated feed refused a blocking request to {address}")
-
-
-class _TrustingHTTPConn(HTTPAsyncConn):
-    """cryptofeed's aiohttp connection, with an SSL context (the simulator's CA) for REST snapshots."""
-
-    def __init__(self, conn_id: str, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(conn_id)
-        self._ssl_context = ssl_context
-
-    async def _open(self) -> None:
-        if self.is_open:
-            return
-        self.conn = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl_context))
-        self.sent = self.received = 0
-        self.last_message = None
 
 
 class PrivateSymbolsExchange(Exchange):
@@ -137,23 +120,132 @@ class PrivateSymbolsExchange(Exchange):
         self.exchange_symbol_mapping = {v: k for k, v in self.normalized_symbol_mapping.items()}
 
 
-class _SimulatedBinance(Binance, PrivateSymbolsExchange):
-    """cryptofeed's Binance parser with its endpoints, symbols and TLS trust taken from a simulator."""
+REPLAY_FEED_OPTIONS: dict[str, Any] = {"candle_closed_only": False}
+"""Feed options for replaying a capture (the driver in replay.py, or a CaptureServer over the socket)."""
 
-    http_sync = _NoSyncHTTP()
 
-    def __init__(self, simulator: ExchangeSimulator, **kwargs: Any) -> None:
+def load_symbol_data(cls: type[Exchange]) -> tuple[dict, dict]:
+    """(symbols, info) as `Exchange.symbol_mapping` loads them (its endpoints, `cls.http_sync` for the
+    GETs, `_parse_symbol_data`), without reading or filling cryptofeed's process-wide Symbols cache."""
+    data = []
+    for endpoint in cls.rest_endpoints:
+        addresses = cls._symbol_endpoint_prepare(endpoint)
+        for address in addresses if isinstance(addresses, list) else [addresses]:
+            data.append(cls.http_sync.read(address, json=True, uuid=cls.id))
+    return cls._parse_symbol_data(data if len(data) > 1 else data[0])
+
+
+class _SimulatorSyncHTTP(HTTPSync):
+    """Stands in for cryptofeed's blocking `requests` calls: symbol lists come from the simulator
+    in-process; anything else is refused, so a simulated feed never leaves loopback."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def read(self, address: str, params: Any = None, headers: Any = None, json: bool = False, text: bool = True,
+             uuid: Any = None) -> Any:
+        try:
+            return self.reader.read(address, json=json)
+        except CryptolakeError as exc:
+            raise ConfigError(f"simulated feed refused a blocking request to {address}: {exc}") from exc
+
+    def write(self, address: str, *args: Any, **kwargs: Any) -> Any:
+        raise ConfigError(f"simulated feed refused a blocking request to {address}")
+
+
+class _TrustingSession:
+    """Opens cryptofeed's aiohttp session with the simulator's CA (and only it) as trust anchor."""
+
+    _ssl_context: ssl.SSLContext | None = None
+    _allowed: str = ""
+
+    async def _open(self) -> None:
+        if self.is_open:  # type: ignore[attr-defined]
+            return
+        self.conn = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl_context))
+        self.sent = self.received = 0
+        self.last_message = None
+
+
+class _TrustingHTTPConn(_TrustingSession, HTTPAsyncConn):
+    """cryptofeed's aiohttp connection for REST snapshots, trusting (and reaching) only the simulator."""
+
+    def __init__(self, conn_id: str, ssl_context: ssl.SSLContext, allowed: str) -> None:
+        super().__init__(conn_id)
+        self._ssl_context, self._allowed = ssl_context, allowed
+
+    async def read(self, address: str, *args: Any, **kwargs: Any) -> Any:
+        if not address.startswith(self._allowed):
+            raise ConfigError(f"simulated feed refused a request to {address} (not the simulator)")
+        return await super().read(address, *args, **kwargs)
+
+
+class _TrustingPoll(_TrustingSession, HTTPPoll):
+    """cryptofeed's REST poller (e.g. open interest), trusting the simulator's CA."""
+
+
+class _TrustingConcurrentPoll(_TrustingSession, HTTPConcurrentPoll):
+    """cryptofeed's concurrent REST poller, trusting the simulator's CA."""
+
+
+_TRUSTING_POLLS = {HTTPPoll: _TrustingPoll, HTTPConcurrentPoll: _TrustingConcurrentPoll}
+
+
+def _endpoint_addresses(conn: Any) -> list[str]:
+    address = getattr(conn, "address", None)
+    return list(address) if isinstance(address, (list, tuple)) else [address] if address else []
+
+
+class _SimulatedFeed:
+    """First in a simulated feed class's MRO, before the cryptofeed exchange class: endpoints and
+    TLS trust from a simulator (per instance), every connection checked to go to it."""
+
+    def __init__(self, simulator: Any, **kwargs: Any) -> None:
         ctx = simulator.ssl_context
+        cls = type(self)
         # proxy=None: websockets >= 15 would otherwise honour *_proxy environment variables
-        self.websocket_endpoints = [WebsocketEndpoint(simulator.ws_url, options={"ssl": ctx, "proxy": None})]
-        self.rest_endpoints = [RestEndpoint(simulator.rest_url, routes=Binance.rest_endpoints[0].routes)]
-        self.own_symbols, _ = Binance._parse_symbol_data(simulator.exchange_info())
+        self.websocket_endpoints = [
+            dataclasses.replace(ep, address=simulator.local_url(ep.address), sandbox=None,
+                                options={**(ep.options or {}), "ssl": ctx, "proxy": None})
+            for ep in cls.websocket_endpoints]
+        self.rest_endpoints = [dataclasses.replace(ep, address=simulator.local_url(ep.address), sandbox=None)
+                               for ep in cls.rest_endpoints]
         super().__init__(**kwargs)
-        self.http_conn = _TrustingHTTPConn(self.id, ctx)
+        self.http_conn = _TrustingHTTPConn(self.id, ctx, simulator.rest_url)  # type: ignore[attr-defined]
 
     @classmethod
     def symbol_mapping(cls, refresh: bool = False, headers: dict | None = None) -> dict:
         raise ConfigError("a simulated feed's symbols come from its simulator, not from a request")
+
+    def connect(self) -> list:
+        entries = super().connect()  # type: ignore[misc]
+        ctx, allowed = self.http_conn._ssl_context, self.http_conn._allowed  # type: ignore[attr-defined]
+        loopback = (allowed, allowed.replace("https://", "wss://", 1))
+        for conn, *_ in entries:
+            stray = [a for a in _endpoint_addresses(conn) if not str(a).startswith(loopback)]
+            if stray:
+                raise ConfigError(f"simulated {self.id} feed would connect to {stray[0]}, "  # type: ignore[attr-defined]
+                                  "which is not its simulator")
+            trusting = _TRUSTING_POLLS.get(type(conn))
+            if trusting is not None:  # cryptofeed makes these in _connect_rest with a default session
+                conn.__class__ = trusting
+                conn._ssl_context, conn._allowed = ctx, allowed
+        return entries
+
+
+def _simulated_class(simulator: Any) -> type[Feed]:
+    """A private subclass of the exchange's cryptofeed class whose symbol data come from `simulator`."""
+    base = EXCHANGE_MAP[simulator.exchange]
+    cls = type(f"Simulated{base.__name__}", (_SimulatedFeed, base, PrivateSymbolsExchange),
+               {"http_sync": _SimulatorSyncHTTP(simulator.symbol_reader())})
+    try:
+        cls.own_symbols, _ = load_symbol_data(cls)
+    except CryptolakeError as exc:
+        raise ConfigError(f"{simulator.exchange}: the simulator's symbol data cannot be loaded: {exc}") from exc
+    except Exception as exc:
+        raise ConfigError(f"{simulator.exchange}: cryptofeed cannot parse the simulator's symbol data: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return cls
 
 
 def _is_async_callable(cb: object) -> bool:
@@ -175,9 +267,11 @@ def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback]) -> Feed:
         symbols=list(spec.symbols), channels=list(spec.channels), callbacks=dict(callbacks),
         retries=spec.retries, config=dict(_CONFIG),
     )
+    if getattr(spec.simulator, "capture", None) is not None:
+        kwargs.update(REPLAY_FEED_OPTIONS)  # the same feed options as the replay driver
     try:
         if spec.simulator is not None:
-            return _SimulatedBinance(spec.simulator, **kwargs)
+            return _simulated_class(spec.simulator)(spec.simulator, **kwargs)
         return EXCHANGE_MAP[spec.exchange](**kwargs)
     except UnsupportedSymbol as exc:
         raise ConfigError(f"{exc} (requested symbols: {', '.join(spec.symbols)})") from exc

@@ -20,10 +20,11 @@ from cryptofeed.exchanges import EXCHANGE_MAP
 from yapic import json as cf_json  # the JSON parser cryptofeed uses: it turns ISO dates into datetimes
 
 from cryptolake_nb.errors import ReplayError
-from cryptolake_nb.feeds import PrivateSymbolsExchange
+from cryptolake_nb.feeds import REPLAY_FEED_OPTIONS, PrivateSymbolsExchange, load_symbol_data
 from cryptolake_nb.replay_http import RecordedAsyncHTTP, RecordedResponses, RecordedSyncHTTP, Substitution
 
-__all__ = ["ReplayResult", "capture_sets", "replay_capture"]
+__all__ = ["Capture", "ReplayResult", "WsLine", "capture_sets", "decode_frame", "iter_ws_lines", "load_capture",
+           "replay_capture"]
 
 LOG = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class ReplayResult:
 
 
 @dataclass(frozen=True)
-class _Capture:
+class Capture:
+    """One exchange's capture files, parsed: configuration, recorded REST responses, websocket files."""
+
     exchange: str
     config: dict[str, list[str]]
     symbol_responses: tuple[tuple[str, str], ...]  # (URL, body) of the symbol (sync) GETs, file order
@@ -82,7 +85,8 @@ def capture_sets(directory: PathLike) -> dict[str, list[Path]]:
     return {name: sorted(paths, key=_file_key) for name, paths in sorted(groups.items())}
 
 
-def _load_capture(files: Iterable[PathLike]) -> _Capture:
+def load_capture(files: Iterable[PathLike]) -> Capture:
+    """Parse NAME.0 and NAME.http.N.0 of one exchange's capture; ReplayError if the set is unusable."""
     paths = [Path(f) for f in ([files] if isinstance(files, (str, Path)) else files)]
     missing = [str(p) for p in paths if not p.is_file()]
     if not paths or missing:
@@ -120,7 +124,7 @@ def _load_capture(files: Iterable[PathLike]) -> _Capture:
     ws_files = tuple(p for p in unique if _file_key(p)[1] == _WS)
     if not ws_files:
         raise ReplayError(f"{exchange}: the capture has no websocket file ({exchange}.ws.N.0)")
-    return _Capture(exchange, config, tuple(symbols), tuple(http), ws_files)
+    return Capture(exchange, config, tuple(symbols), tuple(http), ws_files)
 
 
 @contextmanager
@@ -150,19 +154,14 @@ class _ReplayExchangeBase(PrivateSymbolsExchange):
         return {**cls.replay_info, "symbols": list(cls.own_symbols), "channels": channels}
 
 
-def _replay_class(capture: _Capture, substitutions: list[Substitution]) -> type:
+def _replay_class(capture: Capture, substitutions: list[Substitution]) -> type:
     """A private subclass of the exchange class whose symbol data and sync REST come from the capture."""
     base = EXCHANGE_MAP[capture.exchange]
     recorded = RecordedResponses(capture.exchange, "symbol", capture.symbol_responses, latest=True, fallback=True,
                                  substitutions=substitutions)
     cls = type(f"Replay{base.__name__}", (base, _ReplayExchangeBase), {"http_sync": RecordedSyncHTTP(recorded)})
-    data = []
     with _failing_as(f"{capture.exchange}: cryptofeed cannot parse the recorded symbol data"):
-        for endpoint in cls.rest_endpoints:
-            addresses = cls._symbol_endpoint_prepare(endpoint)
-            for address in addresses if isinstance(addresses, list) else [addresses]:
-                data.append(cls.http_sync.read(address, json=True, uuid=cls.id))
-        cls.own_symbols, cls.replay_info = cls._parse_symbol_data(data if len(data) > 1 else data[0])
+        cls.own_symbols, cls.replay_info = load_symbol_data(cls)
     return cls
 
 
@@ -174,9 +173,8 @@ class _RecordedSocket:
     def __init__(self, path: Path, subscription: dict) -> None:
         self.path, self.id, self.subscription = path, path.name.rsplit(".", 1)[0], subscription
         self.sent = 0
-        with open(path, encoding="utf-8") as handle:
-            first = handle.readline()
-        self.address = first.split(" ", 1)[0] if first.startswith("wss://") else ""
+        first = next(iter_ws_lines(path), None)
+        self.address = first.address if first is not None and first.kind == CONNECT else ""
 
     uuid = property(lambda self: self.id)
 
@@ -196,18 +194,66 @@ class _NoWaitLoop(asyncio.SelectorEventLoop):
         return super().call_later(delay, callback, *args, context=context)
 
 
-def _decode(payload: str) -> Union[str, bytes]:
+def decode_frame(payload: str) -> Union[str, bytes]:
     """Undo the `b'...'` repr in which captures hold binary frames (OKX, HUOBI gzip)."""
     return ast.literal_eval(payload) if payload[:2] in ("b'", 'b"') else payload
 
 
-async def _drive(capture: _Capture, callbacks: dict[str, Callback], config: Any,
+_decode = decode_frame
+
+CONNECT, SENT, FRAME, OTHER = "connect", "sent", "frame", "other"
+
+
+@dataclass(frozen=True)
+class WsLine:
+    """One non-blank line of a NAME.ws.N.0 file.
+
+    kind: CONNECT (`<address> <-> <time>`), SENT (`<address> <- <time>: <message>`), FRAME
+    (`<time>: <payload>`, a received frame; `decode_frame(text)` gives str or bytes) or OTHER (a
+    line starting `htt`: counted as a message by cryptofeed's playback, not a frame; time is NaN).
+    """
+
+    number: int
+    kind: str
+    time: float
+    text: str = ""
+    address: str = ""
+
+
+def _stamp(text: str, path: Path, number: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ReplayError(f"{path} line {number}: {text[:40]!r} is not a receipt time") from None
+
+
+def iter_ws_lines(path: PathLike) -> Iterator[WsLine]:
+    """The lines of one capture websocket file, parsed, in file order."""
+    path = Path(path)
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            if line.startswith("wss"):
+                address, _, rest = line.partition(" ")
+                arrow, _, rest = rest.partition(" ")
+                stamp, _, text = rest.partition(": ")
+                yield WsLine(number, CONNECT if arrow == "<->" else SENT, _stamp(stamp, path, number), text, address)
+            elif line.startswith("htt"):
+                yield WsLine(number, OTHER, float("nan"), line)
+            else:
+                stamp, _, payload = line.partition(": ")
+                yield WsLine(number, FRAME, _stamp(stamp, path, number), payload)
+
+
+async def _drive(capture: Capture, callbacks: dict[str, Callback], config: Any,
                  progress: Optional[Progress]) -> ReplayResult:
     started = time.perf_counter()
     counts: dict[str, int] = defaultdict(int)
     substitutions: list[Substitution] = []
     with _failing_as(f"{capture.exchange}: cryptofeed rejects the capture's configuration"):
-        feed = _replay_class(capture, substitutions)(candle_closed_only=False, config=config,
+        feed = _replay_class(capture, substitutions)(**REPLAY_FEED_OPTIONS, config=config,
                                                      subscription=capture.config)
     unknown = sorted(set(callbacks) - set(feed.callbacks))
     if unknown:
@@ -246,33 +292,33 @@ async def _drive(capture: _Capture, callbacks: dict[str, Callback], config: Any,
                         tuple(substitutions))
 
 
-async def _feed_lines(capture: _Capture, sockets: list[_RecordedSocket], handlers: list,
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as raw:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: raw.read(1 << 20), b""))
+
+
+async def _feed_lines(capture: Capture, sockets: list[_RecordedSocket], handlers: list,
                       progress: Optional[Progress]) -> int:
-    total = 0
-    for sock in sockets:
-        with open(sock.path, "rb") as raw:
-            total += sum(chunk.count(b"\n") for chunk in iter(lambda: raw.read(1 << 20), b""))
-    done = messages = 0
+    sizes = [_count_lines(sock.path) for sock in sockets]
+    total, offset, reported, messages = sum(sizes), 0, 0, 0
     for index, sock in enumerate(sockets):
         handler = handlers[min(index, len(handlers) - 1)]
-        with open(sock.path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                done += 1
-                if progress is not None and done % _PROGRESS_EVERY == 0:
-                    progress(done, total)
-                line = line.rstrip("\r\n")
-                if not line or line.startswith("wss"):  # blank, `<->` connect and `<-` sent lines
-                    continue
-                messages += 1
-                if line.startswith("htt"):  # counted, as cryptofeed's playback does, but not a frame
-                    continue
-                stamp, _, payload = line.partition(": ")
-                try:
-                    await handler(_decode(payload), sock, float(stamp))
-                except Exception as exc:
-                    LOG.error("%s: replay failed at %s line %d: %r", capture.exchange, sock.path.name, number, exc)
-                    raise ReplayError(f"{capture.exchange}: replay failed at {sock.path} line {number}: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+        for line in iter_ws_lines(sock.path):
+            if progress is not None and offset + line.number - reported >= _PROGRESS_EVERY:
+                reported = offset + line.number
+                progress(reported, total)
+            if line.kind in (CONNECT, SENT):
+                continue
+            messages += 1
+            if line.kind == OTHER:  # counted, as cryptofeed's playback does, but not a frame
+                continue
+            try:
+                await handler(decode_frame(line.text), sock, line.time)
+            except Exception as exc:
+                LOG.error("%s: replay failed at %s line %d: %r", capture.exchange, sock.path.name, line.number, exc)
+                raise ReplayError(f"{capture.exchange}: replay failed at {sock.path} line {line.number}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+        offset += sizes[index]
     if progress is not None:
         progress(total, total)
     return messages
@@ -296,7 +342,7 @@ def replay_capture(files: Iterable[PathLike], callbacks: dict[str, Callback], *,
     of gets the next unused recorded one, as cryptofeed's playback does, with a WARNING and an
     entry in `ReplayResult.substitutions` (rules in cryptolake_nb.replay_http).
     """
-    capture = _load_capture(files)
+    capture = load_capture(files)
     outcome: dict[str, Any] = {}
 
     def work() -> None:

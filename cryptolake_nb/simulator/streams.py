@@ -3,30 +3,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Container
+from collections.abc import Container, Mapping
 
 from aiohttp import web
 
 from cryptolake_nb.simulator.market import AGG_TRADE, DEPTH
 
-__all__ = ["StreamClient", "parse_streams"]
+__all__ = ["SPOT_STREAMS", "StreamClient", "parse_streams"]
 
 log = logging.getLogger(__name__)
 
 CLIENT_QUEUE = 10_000  # a client this far behind is disconnected, as exchanges do
-_STREAM_KINDS = {"aggTrade": AGG_TRADE, "depth": DEPTH, "depth@100ms": DEPTH, "depth@1000ms": DEPTH}
+# stream name suffix -> market event kind, for Binance SPOT
+SPOT_STREAMS: Mapping[str, str] = {"aggTrade": AGG_TRADE, "depth": DEPTH, "depth@100ms": DEPTH, "depth@1000ms": DEPTH}
 
 StreamKey = tuple[str, str]  # (EXCHANGE_SYMBOL, market event kind)
 
 
-def parse_streams(query: str, listed: Container[str]) -> dict[StreamKey, str]:
-    """Map '/'-separated names like 'btcusdt@aggTrade' to keys; ValueError names the first bad one."""
+def parse_streams(query: str, listed: Container[str], kinds: Mapping[str, str] = SPOT_STREAMS) -> dict[StreamKey, str]:
+    """Map '/'-separated names like 'btcusdt@aggTrade' to keys; ValueError names the first bad one.
+
+    `kinds` maps what follows the '@' to a market event kind (SPOT_STREAMS by default).
+    """
     streams: dict[StreamKey, str] = {}
     for name in filter(None, query.split("/")):
         symbol, _, kind = name.partition("@")
-        if kind not in _STREAM_KINDS or symbol.upper() not in listed:
+        if kind not in kinds or symbol.upper() not in listed:
             raise ValueError(f"Invalid stream {name!r}.")
-        streams[(symbol.upper(), _STREAM_KINDS[kind])] = name
+        streams[(symbol.upper(), kinds[kind])] = name
     if not streams:
         raise ValueError("No stream requested.")
     return streams
