@@ -26,6 +26,7 @@ def trades(n: int, *, symbol: str = "BTC-USDT", exchange: str = "BINANCE", seed:
         "amount": pa.array(amount), "price": pa.array(price),
         "trade_id": pa.array((np.arange(n) + 1_000_000_000).astype(str), pa.string()),
         "type": pa.nulls(n, pa.string()),
+        "extra": pa.nulls(n, pa.string()),
         "ts": pa.array(ts).cast(schema.field("ts").type),
         "receipt_ts": pa.array(receipt).cast(schema.field("receipt_ts").type),
     }

@@ -6,12 +6,15 @@ import logging
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # never Python's last-resort stderr in cells
 
 from .analytics import ohlc, vwap
+from .books import book_at, depth, top_of_book
+from .candles import compare_candles
 from .config import LakeConfig
 from .errors import (
     CollectorError,
     ConfigError,
     CryptolakeError,
     ForbiddenQueryError,
+    JournalError,
     LakeLockedError,
     ManifestError,
     NoActiveLakeError,
@@ -30,9 +33,10 @@ __all__ = [
     "ConfigError",
     "CryptolakeError",
     "ForbiddenQueryError",
+    "JournalError",
     "Lake",
-    "LakeLockedError",
     "LakeConfig",
+    "LakeLockedError",
     "ManifestError",
     "NoActiveLakeError",
     "QueryError",
@@ -43,8 +47,12 @@ __all__ = [
     "SymbolError",
     "TradeLake",
     "active_lake",
+    "book_at",
+    "compare_candles",
+    "depth",
     "load_ipython_extension",
     "ohlc",
+    "top_of_book",
     "unload_ipython_extension",
     "vwap",
 ]

@@ -50,7 +50,9 @@ class LiveBuffer:
         on_wake: Callable[[], None] | None = None,
         on_sealed: Callable[[str, pa.RecordBatch], None] | None = None,
         journal: Callable[[str, pa.RecordBatch], int] | None = None,
+        dedup: Callable[[str, pa.RecordBatch], pa.RecordBatch] | None = None,
     ) -> None:
+        self._dedup = dedup  # drops rows whose natural key is already stored
         self._on_sealed = on_sealed
         self._journal = journal  # appends a sealed batch to the journal: it then counts as received
         self.journal_error: str | None = None
@@ -94,15 +96,16 @@ class LiveBuffer:
         with self._seal_lock:
             self.seal()  # keeps arrival order: pending objects came first
             for b in batches:
+                self.appended += b.num_rows
+                b = self._deduped(b)
                 if b.num_rows:
                     self._add_sealed(b, self._journaled(b))
-                    self.appended += b.num_rows
 
     def restore(self, batch: pa.RecordBatch, jseq: int) -> None:
         """Put back a batch recovered from the journal (already journaled as `jseq`)."""
         with self._seal_lock:
-            self._add_sealed(batch, jseq)
             self.appended += batch.num_rows
+            self._add_sealed(self._deduped(batch), jseq)
 
     def _add_sealed(self, batch: pa.RecordBatch, jseq: int | None) -> None:
         with self._lock:
@@ -112,6 +115,9 @@ class LiveBuffer:
             self._sealed_bytes += batch.nbytes
         if self._wake_rows and self._sealed_rows >= self._wake_rows and self._on_wake is not None:
             self._on_wake()
+
+    def _deduped(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return batch if self._dedup is None or not batch.num_rows else self._dedup(self.table, batch)
 
     def _journaled(self, batch: pa.RecordBatch) -> int | None:
         """Journal a sealed batch; on failure keep it in memory only and say so (never lose it)."""
@@ -145,17 +151,18 @@ class LiveBuffer:
                     self._receipts[:0] = receipts
                     self._pending_since = since
                 raise
-            jseq = self._journaled(converted.batch) if converted.batch.num_rows else None
+            batch = self._deduped(converted.batch)
+            jseq = self._journaled(batch) if batch.num_rows else None
             with self._lock:
-                if converted.batch.num_rows:
-                    self._sealed.append(Sealed(self._next_seq, converted.batch, since, jseq))
+                if batch.num_rows:
+                    self._sealed.append(Sealed(self._next_seq, batch, since, jseq))
                     self._next_seq += 1
-                    self._sealed_rows += converted.batch.num_rows
-                    self._sealed_bytes += converted.batch.nbytes
+                    self._sealed_rows += batch.num_rows
+                    self._sealed_bytes += batch.nbytes
             if converted.rejects:
                 self._on_rejects(converted.rejects)
-            if self._on_sealed is not None and converted.batch.num_rows:
-                self._on_sealed(self.table, converted.batch)
+            if self._on_sealed is not None and batch.num_rows:
+                self._on_sealed(self.table, batch)
 
     def snapshot(self) -> list[Sealed]:
         """Every buffered row, as immutable sealed batches (seals what is pending first)."""

@@ -32,6 +32,7 @@ class LakeConfig:
     autoflush: bool = True
     durability: str = "batch"  # journal: "none", "batch" (survives kill -9), "strict" (fsync: power loss)
     duckdb_threads: int | None = None
+    dedup_window_s: float = 600.0  # natural keys remembered this long (exchange time) to drop duplicates
     silence_s: float = 60.0  # a stream with no message for this long gets a `silence` row in `gaps`
     autocompact: bool = True  # merge small files in the background after flushes
     compact_min_files: int = 8  # a partition with this many small files is worth merging

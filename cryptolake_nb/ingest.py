@@ -45,7 +45,7 @@ class LakeCallback:
     async def __call__(self, obj: Any, receipt_timestamp: float) -> None:
         try:
             if self._capture is not None:
-                obj = self._capture(obj)
+                obj = self._capture(obj, receipt_timestamp)
             self._append(obj, receipt_timestamp)
         except Exception:  # never propagate into cryptofeed
             self.errors += 1

@@ -18,6 +18,7 @@ from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
 from .config import LakeConfig
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
+from .dedup import Deduper
 from .flush import Flusher
 from .journal import Durability, Journal
 from .gaps import GapLog
@@ -119,11 +120,14 @@ class Lake:
         self.rejects = RejectLog(self.root, clock=self._clock, read_only=self.read_only)
         self.gaps = GapLog(self.root, silence_s=self.config.silence_s, clock=self._clock, read_only=self.read_only)
         self._flusher: Flusher | None = None
+        self._view = LakeView(self.root, threads=self.config.duckdb_threads)
+        self.dedup = Deduper({n: _dedup_columns(spec) for n, spec in TABLES.items() if spec.dedup_key},
+                             self._history_keys, window_s=self.config.dedup_window_s)
         self._buffers: dict[str, LiveBuffer] = {
             name: LiveBuffer(
                 name, spec.schema, spec.convert, self._kept_aside, clock=self._clock,
                 wake_rows=self.config.max_rows, on_wake=self._wake_flusher, on_sealed=self.gaps.observe,
-                journal=self._journal.append if self._journal is not None else None,
+                journal=self._journal.append if self._journal is not None else None, dedup=self.dedup,
             )
             for name, spec in TABLES.items()
         }
@@ -136,7 +140,6 @@ class Lake:
         self.captures = {n: spec.make_capture(self.config) for n, spec in TABLES.items() if spec.make_capture}
         self._flusher = Flusher(self._buffers, sink, self._manifest, self._commit_lock, self.config.policy,
                                 clock=self._clock, transforms=transforms)
-        self._view = LakeView(self.root, threads=self.config.duckdb_threads)
         self._retirer = Retirer(self.root, clock=self._clock)
         self._compactor = Compactor(self._manifest, sink, self._commit_lock, self._retirer, self._fingerprint,
                                     min_files=self.config.compact_min_files)
@@ -210,13 +213,14 @@ class Lake:
 
     def replay(self, files: Sequence[str | Path], *, config: Any = None) -> dict[str, int]:
         """Feed a recorded cryptofeed capture through cryptofeed's parsers into the lake; return the
-        rows stored per table (rejected rows are in `lake.rejected()`)."""
+        rows stored per table (rejected rows are in `lake.rejected()`, duplicates in `lake.dedup.dropped`)."""
         from .replay import replay_capture
 
         def counts() -> dict[str, int]:
             for b in self._buffers.values():
                 b.seal()  # validation happens at seal: count rows stored, not objects received
-            return {t: b.appended - self.rejects.counts.get(t, 0) for t, b in self._buffers.items()}
+            dropped = {t: sum(n for (table, _), n in self.dedup.dropped.items() if table == t) for t in self._buffers}
+            return {t: b.appended - self.rejects.counts.get(t, 0) - dropped[t] for t, b in self._buffers.items()}
 
         before = counts()
         result: ReplayResult = replay_capture(list(files), self.callbacks(TABLES), config=config)
@@ -288,6 +292,19 @@ class Lake:
         self._retirer.purge()
         return done
 
+    def _history_keys(self, table: str, exchange: str, symbol: str, cols: tuple[str, ...], since_ns: int) -> list[tuple]:
+        """(ts, *key) of committed rows of one stream from `since_ns` on (no buffer, no commit lock)."""
+        files = [str(self.root / e.path) for e in self._manifest.files(table)
+                 if e.exchange == exchange and e.symbol == symbol and e.max_ts >= since_ns]
+        if not files:
+            return []
+        types = TABLES[table].schema
+        sel = ", ".join(f'epoch_ns("{c}")' if pa.types.is_timestamp(types.field(c).type) else f'"{c}"' for c in cols)
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        rows = self._view.query(f"SELECT epoch_ns(ts), {sel} FROM read_parquet([{listed}], union_by_name = true)"
+                                f" WHERE epoch_ns(ts) >= {int(since_ns)}", None, {})
+        return list(zip(*(c.to_pylist() for c in rows.columns)))
+
     def _recover(self) -> dict[str, int]:
         """Put journaled rows that no commit holds back into the buffers; account for lost tails."""
         restored: dict[str, int] = {}
@@ -327,6 +344,34 @@ class Lake:
             f"SELECT count(*) AS n, CAST(sum(hash({cols})) AS HUGEINT) AS h FROM read_parquet([{files}])", None, {}
         ).to_pylist()[0]
         return row["n"], row["h"] or 0
+
+    def book_at(self, symbol: str, ts: Any, depth: int = 10, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.book_at`."""
+        from .books import book_at
+
+        return book_at(symbol, ts, depth, lake=self, **kwargs)
+
+    def top_of_book(self, symbol: str, interval: Any = "1s", **kwargs: Any) -> Any:
+        """See `cryptolake_nb.top_of_book`."""
+        from .books import top_of_book
+
+        return top_of_book(symbol, interval, lake=self, **kwargs)
+
+    def depth(self, symbol: str, ts: Any, pct: float = 1.0, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.depth`."""
+        from .books import depth
+
+        return depth(symbol, ts, pct, lake=self, **kwargs)
+
+    def compare_candles(self, symbol: str, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.compare_candles`."""
+        from .candles import compare_candles
+
+        return compare_candles(symbol, lake=self, **kwargs)
+
+    def committed_files(self, table: str) -> tuple[FileEntry, ...]:
+        """The committed files of `table` with what the manifest knows of each (for pruning)."""
+        return self._manifest.files(table)
 
     def rejected(self) -> pd.DataFrame:
         """Rows kept aside by validation, with the reason and raw values."""
@@ -397,6 +442,13 @@ class Lake:
 
 
 _OPEN: "weakref.WeakSet[Lake]" = weakref.WeakSet()
+
+
+def _dedup_columns(spec: Any) -> tuple[str, ...]:
+    """A table's dedup key; "*" is every column but receipt_ts (the same message received twice)."""
+    if spec.dedup_key == ("*",):
+        return tuple(c for c in spec.schema.names if c != "receipt_ts")
+    return tuple(spec.dedup_key)
 
 
 def _close_at_exit(lake: Lake) -> None:

@@ -5,11 +5,16 @@ Each table module (`tables/*.py`) builds its batch from these pieces; the policy
 - cryptofeed's float seconds become int64 ns rounded to the microsecond (what a float carries).
 - A row is rejected, with its reason and raw values, when a value that must be a finite positive
   number is not, when the exchange timestamp is missing, or when exchange/symbol cannot be stored.
+- Public attributes of an object that its table does not map go, as one JSON object, to the `extra`
+  column (NULL when there are none): a new cryptofeed attribute never fails a row and is not lost.
 """
 from __future__ import annotations
 
+import inspect
+import json
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -20,9 +25,11 @@ from .errors import SymbolError
 from .partitions import check_value
 
 __all__ = [
-    "Converted", "Converter", "Reject", "build_batch", "decimals_to_array", "partition_reasons", "plain",
-    "positive_reasons", "required_reasons", "seconds_to_float", "seconds_to_ns", "str_or_none",
-    "timestamp_reasons", "ts_array", "usable",
+    "EXTRA_FIELD", "IGNORED_ATTRIBUTES", "Converted", "Converter", "Reject", "bools_to_array", "build_batch",
+    "decimals_to_array", "event_times", "extra_array", "finite_reasons", "nonnegative_reasons",
+    "optional_times", "partition_reasons", "plain", "positive_reasons", "required_reasons",
+    "seconds_to_float", "seconds_to_ns", "str_or_none", "timestamp_reasons", "ts_array",
+    "unmapped_attributes", "usable",
 ]
 
 # A converter takes the cryptofeed objects and, in a parallel list, their receipt timestamps (float
@@ -171,3 +178,137 @@ def build_batch(schema: pa.Schema, columns: Mapping[str, Any], reasons: Mapping[
         keep[list(reasons)] = False
         batch = batch.filter(pa.array(keep))
     return Converted(batch, rejects)
+
+
+# -- more checks, for the tables beyond trades ------------------------------------------------
+
+def _present_values(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    values = arr.to_numpy(zero_copy_only=False).astype(np.float64)
+    present = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return values, present
+
+
+def nonnegative_reasons(columns: Mapping[str, pa.Array], out: dict[int, str]) -> None:
+    """Record rows where a present value is not a finite number >= 0 (NULL is allowed)."""
+    for name, arr in columns.items():
+        values, present = _present_values(arr)
+        with np.errstate(invalid="ignore"):
+            bad = present & ~(np.isfinite(values) & (values >= 0))
+        for i in np.flatnonzero(bad):
+            out.setdefault(int(i), f"{name} must be a finite number >= 0, got {float(values[i])!r}")
+
+
+def finite_reasons(columns: Mapping[str, pa.Array], out: dict[int, str]) -> None:
+    """Record rows where a present value is NaN or infinite (any sign, zero and NULL allowed)."""
+    for name, arr in columns.items():
+        values, present = _present_values(arr)
+        for i in np.flatnonzero(present & ~np.isfinite(values)):
+            out.setdefault(int(i), f"{name} must be a finite number, got {float(values[i])!r}")
+
+
+def optional_times(values: Sequence[Any], name: str, out: dict[int, str]) -> np.ndarray:
+    """Float seconds of an optional time column (None -> NaN, stored NULL); a value that is present but
+    not a finite number rejects its row."""
+    secs = seconds_to_float(values)
+    for i in np.flatnonzero(~np.isfinite(secs)):
+        if values[i] is not None:
+            out.setdefault(int(i), f"{name} is not a finite number of seconds: {plain(values[i])!r}")
+    return secs
+
+
+def event_times(ts_values: Sequence[Any], receipts: Sequence[Any], out: dict[int, str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ts, receipt) in float seconds for tables whose exchanges may send no time of their own
+    (Kraken and Bitfinex tickers, HITBTC candles, BitMEX liquidations): the exchange's time, else the
+    receipt time; a missing receipt time is the exchange's. Rows with neither are rejected."""
+    ts = seconds_to_float(ts_values)
+    receipt = seconds_to_float(receipts)
+    ts = np.where(np.isfinite(ts), ts, receipt)
+    receipt = np.where(np.isfinite(receipt), receipt, ts)
+    for i in np.flatnonzero(~np.isfinite(ts)):
+        out.setdefault(int(i), "neither an exchange timestamp nor a receipt timestamp")
+    return ts, receipt
+
+
+def bools_to_array(values: Sequence[Any], name: str, out: dict[int, str]) -> pa.Array:
+    """True/False/None -> bool (None -> NULL); anything else rejects its row (stored NULL until dropped)."""
+    clean = []
+    for i, v in enumerate(values):
+        if v is None or isinstance(v, (bool, np.bool_)):
+            clean.append(None if v is None else bool(v))
+        else:
+            clean.append(None)
+            out.setdefault(i, f"{name} must be true, false or missing, got {plain(v)!r}")
+    return pa.array(clean, pa.bool_())
+
+
+# -- `extra`: public attributes a table does not map --------------------------------------------
+
+# the exchange's raw message (kept by cryptofeed only when asked to): a copy of the capture, not a field
+IGNORED_ATTRIBUTES = frozenset({"raw"})
+EXTRA_FIELD = pa.field("extra", pa.string())  # see extra_array
+
+# (type, mapped names) -> (unmapped attribute names on the type, whether instances have a __dict__)
+_PLANS: dict[tuple[type, frozenset[str]], tuple[tuple[str, ...], bool]] = {}
+
+
+def unmapped_attributes(cls: type, mapped: frozenset[str]) -> tuple[tuple[str, ...], bool]:
+    """The public data attributes of `cls` that are not in `mapped` (methods, `_private` names and
+    IGNORED_ATTRIBUTES left out), and whether instances carry a `__dict__` that may hold more.
+    Computed once per type and cached: cryptofeed's types are extension types with fixed fields."""
+    key = (cls, mapped)
+    plan = _PLANS.get(key)
+    if plan is None:
+        names = []
+        for name in dir(cls):
+            if name.startswith("_") or name in mapped or name in IGNORED_ATTRIBUTES:
+                continue
+            try:
+                attr = inspect.getattr_static(cls, name)
+            except AttributeError:
+                continue
+            if not isinstance(attr, (staticmethod, classmethod)) and not callable(attr):
+                names.append(name)
+        plan = _PLANS[key] = (tuple(names), getattr(cls, "__dictoffset__", 0) != 0)
+    return plan
+
+
+def _jsonable(v: Any) -> Any:
+    """A value as JSON holds it exactly: Decimals as their string, non-finite floats as strings."""
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, Decimal):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return str(v)
+
+
+def _extra_of(obj: Any, names: tuple[str, ...], dynamic: bool, mapped: frozenset[str]) -> str | None:
+    found: dict[str, Any] = {}
+    for name in names:
+        try:
+            value = getattr(obj, name)
+        except Exception:  # a property that raises is skipped, never fails the row
+            continue
+        if value is not None:
+            found[name] = _jsonable(value)
+    if dynamic:
+        for name, value in getattr(obj, "__dict__", {}).items():
+            if (value is not None and not name.startswith("_") and name not in mapped
+                    and name not in IGNORED_ATTRIBUTES and name not in found and not callable(value)):
+                found[name] = _jsonable(value)
+    return json.dumps(found, sort_keys=True) if found else None
+
+
+def extra_array(objs: Sequence[Any], mapped: frozenset[str]) -> pa.Array:
+    """The `extra` column: per object, its public attributes outside `mapped` with a value other than
+    None, as a JSON object string; NULL when it has none. When no object's type has such attributes
+    (cryptofeed 2.4.1's types as the tables map them) this is one set of types and an all-NULL array."""
+    plans = {cls: unmapped_attributes(cls, mapped) for cls in set(map(type, objs))}
+    if not any(names or dynamic for names, dynamic in plans.values()):
+        return pa.nulls(len(objs), pa.string())
+    return pa.array([_extra_of(o, *plans[type(o)], mapped) for o in objs], pa.string())

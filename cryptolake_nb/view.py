@@ -116,8 +116,8 @@ class LakeView:
 
 def _used(sql: str, sources: Mapping[str, Source]) -> Mapping[str, Source]:
     """Only the sources a statement names: defining a view per table costs ~1 ms each."""
-    try:
-        names = duckdb.get_table_names(sql)
+    try:  # the parser cannot take $params here: any value will do for finding table names
+        names = duckdb.get_table_names(_PARAM.sub("NULL", sql))
     except duckdb.Error:
         return sources
     return {n: s for n, s in sources.items() if n in names}

@@ -47,10 +47,25 @@ def loopback_only(event, args):
 
 sys.addaudithook(loopback_only)
 
+from decimal import Decimal
+
 from cryptofeed.raw_data_collection import playback
+
+RECORDED = ("trades", "ticker", "candles", "funding", "open_interest", "liquidations", "index")
 
 def seconds(value):
     return None if value is None else float(value)
+
+def fields(obj, receipt):
+    out = {}
+    for name in dir(obj):  # every public data attribute, as the lake's `extra` sees them too
+        if name.startswith("_") or name == "raw":
+            continue
+        value = getattr(obj, name)
+        if not callable(value):
+            out[name] = str(value) if isinstance(value, Decimal) else value
+    out["receipt_timestamp"] = seconds(receipt)
+    return out
 
 def play(name, files):
     channels = []
@@ -58,24 +73,32 @@ def play(name, files):
         if line.startswith("configuration: "):
             channels = list(json.loads(line.split(": ", 1)[1]))
     trades = []
+    records = {c: [] for c in channels if c in RECORDED}
 
     async def on_trade(t, receipt):
         trades.append([str(t.symbol), t.side, str(t.price), str(t.amount), t.id, seconds(t.timestamp),
                        seconds(receipt)])
+        records["trades"].append(fields(t, receipt))
+
+    def recorder(channel):
+        async def record(obj, receipt):
+            records[channel].append(fields(obj, receipt))
+        return record
 
     async def ignore(obj, receipt):
         pass
 
-    callbacks = {c: (on_trade if c == "trades" else ignore) for c in channels}
+    callbacks = {c: (on_trade if c == "trades" else recorder(c) if c in RECORDED else ignore) for c in channels}
     try:
         res = playback(name, files, callbacks=callbacks, config=None)
-        return {"messages": res["messages_processed"], "callbacks": res["callbacks"], "trades": trades}
+        return {"messages": res["messages_processed"], "callbacks": res["callbacks"], "trades": trades,
+                "records": records}
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 for request in sys.stdin:  # one [name, files] per line; one marked JSON line back per request
     name, files = json.loads(request)
-    print("\n" + MARK + json.dumps(play(name, files)), flush=True)
+    print("\n" + MARK + json.dumps(play(name, files), default=str), flush=True)
 """.replace("MARK", repr(_MARK))
 
 
@@ -115,10 +138,13 @@ def _work(todo: "queue.SimpleQueue[tuple[str, list[Path]]]", results: dict[str, 
 
 def playback_reference(captures: Path = CAPTURES) -> dict[str, dict[str, Any]]:
     """Exchange -> what cryptofeed's playback() delivered for its capture: `messages`, `callbacks`
-    (per channel) and `trades`, or `error` if playback() raised. Each trade callback is
+    (per channel), `trades` and `records`, or `error` if playback() raised. Each trade callback is
     [symbol, side, price, amount, id, timestamp, receipt_timestamp]: price and amount as the
     Decimals' strings, the times as float seconds (timestamp None when cryptofeed gave none).
-    Computed once per folder and process."""
+    `records` maps each of the channels trades, ticker, candles, funding, open_interest, liquidations
+    and index that the capture subscribes to, to its callbacks in order, each a dict of the object's
+    public data attributes (all but `raw`; Decimals as their strings, times as float seconds) plus
+    `receipt_timestamp`. Computed once per folder and process."""
     return _playback_all(Path(captures).resolve())
 
 

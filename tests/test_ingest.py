@@ -61,7 +61,7 @@ def test_callback_never_raises_and_garbage_is_kept_aside(lake, make_trade):
 
 def test_schema_is_explicit():
     names = schema_for("trades").names
-    assert names == ["exchange", "symbol", "side", "amount", "price", "trade_id", "type", "ts", "receipt_ts"]
+    assert names == ["exchange", "symbol", "side", "amount", "price", "trade_id", "type", "extra", "ts", "receipt_ts"]
 
 
 def test_bulk_arrow_rows_are_schema_checked(lake):

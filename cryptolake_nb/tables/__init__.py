@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..records import Converter
 
-__all__ = ["FlushTransform", "TABLES", "TableSpec"]
+__all__ = ["FlushTransform", "ORDER", "TABLES", "TableSpec"]
 
 
 class FlushTransform(Protocol):
@@ -29,9 +29,10 @@ class TableSpec:
     name: str
     schema: pa.Schema
     convert: Converter
-    # make_capture(config) -> a function run inside the cryptofeed callback (one per lake), e.g. to
-    # copy what cryptofeed mutates after the callback returns; None: the object is stored as is
-    make_capture: Callable[[Any], Callable[[Any], Any]] | None = None
+    # make_capture(config) -> a function (obj, receipt_timestamp) -> obj run inside the cryptofeed
+    # callback (one per lake), e.g. to copy what cryptofeed mutates after the callback returns;
+    # None: the object is stored as is
+    make_capture: Callable[[Any], Callable[[Any, float], Any]] | None = None
     # Parquet hints: dictionary-encode these (low cardinality), delta-encode these (monotone ints)
     dictionary_columns: tuple[str, ...] = ("exchange", "symbol")
     delta_columns: tuple[str, ...] = ("ts", "receipt_ts")
@@ -40,13 +41,18 @@ class TableSpec:
     # make_flush_transform(root, config) -> a per-lake hook applied at flush, e.g. an order-book
     # snapshot at the start of each file; config is the lake's LakeConfig
     make_flush_transform: Callable[[Path, Any], FlushTransform] | None = None
+    # the natural key deduplication uses (None: no deduplication, e.g. order-book deltas). Rows whose
+    # key has NULLs are never treated as duplicates. "*" means every column but receipt_ts: the same
+    # message received twice (for tables whose rows have no id).
+    dedup_key: tuple[str, ...] | None = ("*",)
 
 
 def _load() -> dict[str, TableSpec]:
-    from . import trades
+    from . import candles, funding, index, l2_book, l3_book, liquidations, open_interest, ticker, trades
 
-    _MODULES = (trades,)
+    _MODULES = (trades, ticker, candles, funding, open_interest, liquidations, index, l2_book, l3_book)
     return {m.SPEC.name: m.SPEC for m in _MODULES}
 
 
 TABLES: dict[str, TableSpec] = _load()
+ORDER: tuple[str, ...] = tuple(TABLES)  # registration order, for documents that must not depend on dict state
