@@ -132,7 +132,7 @@ def bench_book(n_updates: int, root: Path, repeat: int = 3) -> dict:
             t = time.perf_counter(); lake.flush(); t_flush += time.perf_counter() - t
             updates_flushed = done
     loop.close()
-    committed = lake._manifest.files("l2_book")
+    committed = lake.committed_files("l2_book")
     live_rows = buffer.stats()["rows"]
     rows_total = rows + live_rows
     checkpoints = lake.sql("SELECT count(*) AS n FROM l2_book WHERE kind = 'checkpoint'", to="arrow").column("n")[0].as_py()

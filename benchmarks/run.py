@@ -21,6 +21,8 @@ from cryptofeed.types import Trade
 import cryptolake_nb
 from cryptolake_nb import Lake, TradeLake
 
+from .book import bench_book
+from .journal import bench_journal
 from .synth import T0_NS, trades
 
 CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cryptofeed-captures"
@@ -139,6 +141,54 @@ def bench_ohlc(n_hist: int, n_live: int, root: Path, repeat: int) -> dict:
             "overhead_ratio": unified["median_s"] / parquet_only["median_s"]}
 
 
+def bench_compaction(n_files: int, rows_per_file: int, root: Path, repeat: int) -> dict:
+    """Compaction throughput on one partition of small files, and ohlc over it before and after.
+
+    Baseline for throughput: pyarrow reading the same files and writing them as one file (defaults).
+    """
+    import datetime as dt
+
+    import pyarrow.dataset as ds
+
+    from cryptolake_nb.manifest import FileEntry
+    from cryptolake_nb.partitions import new_file_name, partition_dir
+    from cryptolake_nb.sink import file_crc32
+
+    lake = Lake(root / "compact", autoflush=False, autocompact=False, compact_min_files=2,
+                max_rows=10**9, max_bytes=2**40)
+    data = trades(n_files * rows_per_file, seed=5)
+    key = ("BINANCE", "BTC-USDT", None)
+    entries, paths = [], []
+    for i, part in enumerate(data.to_batches(max_chunksize=rows_per_file)):  # one flush's worth each
+        t = pa.Table.from_batches([part])
+        ts = t.column("ts").cast(pa.int64())
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=ts[0].as_py() // 86_400_000_000_000)
+        rel = partition_dir("trades", key[0], key[1], day) / new_file_name(i)
+        (lake.root / rel).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(t, lake.root / rel, compression="zstd")
+        paths.append(str(lake.root / rel))
+        entries.append(FileEntry(rel.as_posix(), "trades", key[0], key[1], day.isoformat(), t.num_rows,
+                                 (lake.root / rel).stat().st_size, ts[0].as_py(), ts[-1].as_py(),
+                                 file_crc32(lake.root / rel)))
+    lake._manifest.commit(entries)
+    rows = data.num_rows
+    lake.ohlc("BTC-USDT", "1min")
+    before = timed(lambda: lake.ohlc("BTC-USDT", "1min", to="arrow"), repeat)
+    base = timed(lambda: pq.write_table(ds.dataset(paths, format="parquet").to_table(), root / "one.parquet"), 1)
+    t = time.perf_counter()
+    done = lake.compact()
+    compact_s = time.perf_counter() - t
+    lake.ohlc("BTC-USDT", "1min")
+    after = timed(lambda: lake.ohlc("BTC-USDT", "1min", to="arrow"), repeat)
+    files_after = len(lake.committed_files("trades"))
+    lake.close()
+    return {"files_before": n_files, "files_after": files_after, "rows": rows, "groups": len(done),
+            "compact_rows_per_s": rows / compact_s, "pyarrow_rewrite_rows_per_s": rows / base["median_s"],
+            "ratio_vs_pyarrow_rewrite": base["median_s"] / compact_s,
+            "ohlc_before_ms": before["median_s"] * 1e3, "ohlc_after_ms": after["median_s"] * 1e3,
+            "ohlc_speedup": before["median_s"] / after["median_s"]}
+
+
 def machine() -> dict:
     import pandas, polars, cryptofeed  # noqa: E401
 
@@ -160,7 +210,15 @@ is a ratio against a baseline measured in the same process, on the same data, in
   (partition split, sort, ZSTD write, fsync, rename, manifest commit). Baseline: `pyarrow.parquet.write_table`
   of the same rows with pyarrow's defaults (one file, no fsync, no partitioning).
 - **ohlc**: `lake.ohlc(symbol, "1min")` over N synthetic historical rows in Parquet plus 200k live rows,
-  against the same SQL in a plain DuckDB connection over the same Parquet files alone.
+  against the same SQL in a plain DuckDB connection over the same Parquet files alone (the lake's
+  query also computes the `coverage` column from `gaps`).
+- **L2 book** (`benchmarks/book.py`): a synthetic day of one symbol's book; our callback's cost per
+  update over cryptofeed's own `OrderBook` update; `book_at` over the day against the same
+  reconstruction SQL in plain DuckDB over every file of the day.
+- **journal** (`benchmarks/journal.py`): appending sealed 1k-row trade batches per durability level,
+  next to no journal.
+- **compaction**: one partition of small per-flush files merged; throughput against pyarrow reading
+  and rewriting the same files as one; `ohlc` over the partition before and after.
 """
 
 
@@ -181,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="issue-sized runs (10M history rows)")
     args = ap.parse_args(argv)
     quick = args.quick and not args.full
-    sizes = dict(cb=100_000, flush=500_000, hist=1_000_000, live=200_000, repeat=3) if quick else \
-        dict(cb=300_000, flush=2_000_000, hist=10_000_000, live=200_000, repeat=5)
+    sizes = dict(cb=100_000, flush=500_000, hist=1_000_000, live=200_000, book=100_000, journal=200_000,
+                 compact_files=100, repeat=3) if quick else \
+        dict(cb=300_000, flush=2_000_000, hist=10_000_000, live=200_000, book=5_000_000, journal=1_000_000,
+             compact_files=1_000, repeat=5)
     with tempfile.TemporaryDirectory(prefix="cryptolake-bench-") as tmp:
         root = Path(tmp)
         result = {"machine": machine(), "mode": "quick" if quick else "full", "sizes": sizes}
@@ -190,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         result["parse"] = bench_parse()
         result["flush"] = bench_flush(sizes["flush"], root, sizes["repeat"])
         result["ohlc"] = bench_ohlc(sizes["hist"], sizes["live"], root, sizes["repeat"])
+        result["book"] = bench_book(sizes["book"], root / "book", sizes["repeat"])
+        result["journal"] = bench_journal(sizes["journal"], root / "journal", repeat=sizes["repeat"])
+        result["compaction"] = bench_compaction(sizes["compact_files"], 2_000, root, sizes["repeat"])
     cb, parse, fl, oh = result["callback"], result["parse"], result["flush"], result["ohlc"]
     checks = [
         ("backend callback per trade", f"{cb['callback_us']:.2f} us", f"cryptofeed parse {parse['parse_us_per_message']:.2f} us/msg "
@@ -201,6 +264,26 @@ def main(argv: list[str] | None = None) -> int:
         ("bytes per trade on disk", f"{fl['lake_bytes_per_trade']:.1f} B", f"pyarrow default {fl['pyarrow_default_bytes_per_trade']:.1f} B", None, "-"),
         (f"ohlc 1min, {oh['history_rows'] / 1e6:g}M hist + {oh['live_rows'] / 1e3:g}k live", f"{oh['unified_ms']:.1f} ms",
          f"Parquet alone {oh['parquet_only_ms']:.1f} ms (ratio {oh['overhead_ratio']:.2f})", oh["overhead_ratio"] <= 1.3, "<= 1.3x"),
+    ]
+    bk, jr, cp = result["book"], result["journal"], result["compaction"]
+    checks += [
+        (f"L2 callback per book update ({bk['updates'] / 1e6:g}M updates)", f"{bk['lake_callback_us']:.2f} us",
+         f"cryptofeed's own book update {bk['cryptofeed_book_update_us']:.2f} us "
+         f"(ratio {bk['lake_callback_us'] / bk['cryptofeed_book_update_us']:.2f})", None, "-"),
+        ("L2 seal + flush per stored row", f"{bk['seal_us_per_row'] + bk['flush_us_per_row']:.2f} us",
+         f"{bk['rows_per_update']:.2f} rows/update, {bk['bytes_per_update_on_disk']:.1f} B/update on disk", None, "-"),
+        ("book_at (depth 10) over the day", f"{bk['book_at_ms_median']:.1f} ms",
+         f"plain DuckDB over all files {bk['plain_duckdb_all_files_ms_median']:.1f} ms "
+         f"(ratio {bk['book_at_ms_median'] / bk['plain_duckdb_all_files_ms_median']:.2f})", None, "-"),
+        ("journal per trade, durability batch", f"{jr['overhead_us_per_trade']['batch']:.3f} us",
+         f"no journal {jr['levels']['none']['us_per_trade']:.4f} us", None, "-"),
+        ("journal per trade, durability strict", f"{jr['overhead_us_per_trade']['strict']:.3f} us",
+         f"no journal {jr['levels']['none']['us_per_trade']:.4f} us", None, "-"),
+        (f"compaction, {cp['files_before']} files -> {cp['files_after']}", f"{cp['compact_rows_per_s'] / 1e6:.2f} M rows/s",
+         f"pyarrow read+rewrite {cp['pyarrow_rewrite_rows_per_s'] / 1e6:.2f} M rows/s (ratio {cp['ratio_vs_pyarrow_rewrite']:.2f})",
+         None, "-"),
+        ("ohlc over that partition after compaction", f"{cp['ohlc_after_ms']:.1f} ms",
+         f"before compaction {cp['ohlc_before_ms']:.1f} ms (speed-up {cp['ohlc_speedup']:.1f}x)", None, "-"),
     ]
     result["checks"] = [dict(zip(("what", "lake", "baseline", "met", "target"), c)) for c in checks]
     lines = ["| measure | lake | baseline (same run) | target | met |", "|---|---|---|---|---|"]
