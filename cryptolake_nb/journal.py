@@ -43,6 +43,7 @@ from typing import Iterable
 
 import pyarrow as pa
 
+from .fsutil import fsync_dir
 from .errors import ConfigError, JournalError
 from .journal_frames import (
     CRC, END_MAGIC, HEAD, HEADER_SIZE, MAGIC, MAX_NAME, TRAIL, Ranges, check_frame, frame_size, pad8, salvage,
@@ -118,13 +119,6 @@ class _Segment:
     last: int = 0  # first - 1 while empty
     unreleased: int = 0
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Journal:
@@ -248,7 +242,7 @@ class Journal:
 
     def _sync_dir(self) -> None:
         try:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             raise JournalError(f"cannot sync the journal directory {self.directory}: {exc}") from exc
 
@@ -339,7 +333,7 @@ class Journal:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:
             raise JournalError(f"could not write the journal checkpoint {path}: {exc}") from exc
         self._persisted = state
@@ -563,7 +557,7 @@ class Journal:
                         finally:
                             os.close(fd)
                 if self._unsynced:
-                    _fsync_dir(self.directory)
+                    fsync_dir(self.directory)
                 self._unsynced.clear()
             except OSError as exc:
                 raise JournalError(f"could not sync the journal at {self.directory}: {exc}") from exc

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .crashpoints import crash_point
+from .fsutil import fsync_dir
 from .errors import StorageError
 from .faults import FAULTS
 from .manifest import FileEntry
@@ -96,7 +97,7 @@ class ParquetSink:
         except BaseException:
             _unlink(tmp)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         crash_point("dir_fsynced")
 
 
@@ -134,13 +135,6 @@ def file_crc32(path: Path) -> int:
             crc = zlib.crc32(chunk, crc)
     return crc
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink(path: Path) -> None:

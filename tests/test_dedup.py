@@ -1,19 +1,9 @@
 """Deduplication by natural key: within a batch, across batches and flushes, and across restarts."""
 from __future__ import annotations
 
-import asyncio
 
-from cryptolake_nb import Lake, TradeLake
-
-
-def put(lake, trades):
-    cb = TradeLake(lake)
-
-    async def go():
-        for t in trades:
-            await cb(t, 1_700_000_100.0)
-
-    asyncio.run(go())
+from cryptolake_nb import Lake
+from feeding import put
 
 
 def ids(lake):

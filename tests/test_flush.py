@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import pyarrow as pa
 
-from cryptolake_nb import Lake, TradeLake
+from cryptolake_nb import TradeLake
 from cryptolake_nb.schema import schema_for
 
 

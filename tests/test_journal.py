@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cryptolake_nb.journal as journal_module
-from cryptolake_nb.errors import ConfigError, JournalError, StorageError
+from cryptolake_nb.errors import ConfigError, JournalError
 from cryptolake_nb.journal import Durability, Journal, JournalEntry
 
 PKG_DIR = Path(journal_module.__file__).parent

@@ -1,7 +1,6 @@
 """One writer per lake, any number of read-only readers that follow the writer's commits."""
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
@@ -9,16 +8,7 @@ import textwrap
 import pytest
 
 from cryptolake_nb import ConfigError, Lake, LakeLockedError, TradeLake
-
-
-def put(lake, trades):
-    cb = TradeLake(lake)
-
-    async def go():
-        for t in trades:
-            await cb(t, 1_700_000_100.0)
-
-    asyncio.run(go())
+from feeding import put
 
 
 def test_second_writer_in_this_process_is_refused(tmp_path):

@@ -1,22 +1,12 @@
 """Compaction (lossless, concurrent-safe, deferred deletion) and verification of committed files."""
 from __future__ import annotations
 
-import asyncio
 import threading
 
 import pytest
 
-from cryptolake_nb import Lake, TradeLake
-
-
-def put(lake, trades):
-    cb = TradeLake(lake)
-
-    async def go():
-        for t in trades:
-            await cb(t, 1_700_000_100.0)
-
-    asyncio.run(go())
+from cryptolake_nb import Lake
+from feeding import put
 
 
 SUMMARY = ("SELECT count(*) AS n, sum(amount) AS a, count(DISTINCT trade_id) AS d, min(ts) AS lo, max(ts) AS hi,"

@@ -4,27 +4,17 @@ The full disk and the read-only root are real: a small tmpfs mounted by the test
 """
 from __future__ import annotations
 
-import asyncio
 import errno
 import subprocess
 import time
 
 import pytest
 
-from cryptolake_nb import Lake, StorageError, TradeLake
+from cryptolake_nb import Lake, StorageError
 from cryptolake_nb.faults import FAULTS
 
 import waiting
-
-
-def put(lake, trades):
-    cb = TradeLake(lake)
-
-    async def go():
-        for t in trades:
-            await cb(t, 1_700_000_100.0)
-
-    asyncio.run(go())
+from feeding import put
 
 
 @pytest.fixture

@@ -9,16 +9,7 @@ import pytest
 
 from cryptolake_nb import ForbiddenQueryError, Lake, QueryError, TradeLake, vwap
 from cryptolake_nb.view import used_parameters
-
-
-def put(lake, trades):
-    cb = TradeLake(lake)
-
-    async def go():
-        for t in trades:
-            await cb(t, 1_700_000_100.0)
-
-    asyncio.run(go())
+from feeding import put
 
 
 def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_trade):
