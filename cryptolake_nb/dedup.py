@@ -4,19 +4,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, deque
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Deduper"]
+__all__ = ["Deduper", "key_columns"]
 
 log = logging.getLogger(__name__)
 
 Stream = tuple[str, str, str]  # (table, exchange, symbol)
 HistoryKeys = Callable[[str, str, str, tuple[str, ...], int], Iterable[tuple]]
 _STREAM_COLUMNS = ("exchange", "symbol")
+
+
+def key_columns(spec: Any) -> tuple[str, ...]:
+    """A table's dedup key; "*" is every column but receipt_ts (the same message received twice)."""
+    if spec.dedup_key == ("*",):
+        return tuple(c for c in spec.schema.names if c != "receipt_ts")
+    return tuple(spec.dedup_key)
 
 
 class Deduper:

@@ -18,7 +18,7 @@ from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
 from .config import LakeConfig
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
-from .dedup import Deduper
+from .dedup import Deduper, key_columns
 from .flush import Flusher
 from .journal import Durability, Journal
 from .gaps import GapLog
@@ -30,6 +30,7 @@ from .retire import Retirer
 from .verify import VerifyReport, verify
 from .partitions import check_value
 from .quarantine import RejectLog
+from .recovery import restore_from_journal
 from .tables import TABLES
 from .sink import ParquetSink
 from .view import LakeView, Source
@@ -121,7 +122,7 @@ class Lake:
         self.gaps = GapLog(self.root, silence_s=self.config.silence_s, clock=self._clock, read_only=self.read_only)
         self._flusher: Flusher | None = None
         self._view = LakeView(self.root, threads=self.config.duckdb_threads)
-        self.dedup = Deduper({n: _dedup_columns(spec) for n, spec in TABLES.items() if spec.dedup_key},
+        self.dedup = Deduper({n: key_columns(spec) for n, spec in TABLES.items() if spec.dedup_key},
                              self._history_keys, window_s=self.config.dedup_window_s)
         self._buffers: dict[str, LiveBuffer] = {
             name: LiveBuffer(
@@ -296,33 +297,11 @@ class Lake:
         """(ts, *key) of committed rows of one stream from `since_ns` on (no buffer, no commit lock)."""
         files = [str(self.root / e.path) for e in self._manifest.files(table)
                  if e.exchange == exchange and e.symbol == symbol and e.max_ts >= since_ns]
-        if not files:
-            return []
-        types = TABLES[table].schema
-        sel = ", ".join(f'epoch_ns("{c}")' if pa.types.is_timestamp(types.field(c).type) else f'"{c}"' for c in cols)
-        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        rows = self._view.query(f"SELECT epoch_ns(ts), {sel} FROM read_parquet([{listed}], union_by_name = true)"
-                                f" WHERE epoch_ns(ts) >= {int(since_ns)}", None, {})
-        return list(zip(*(c.to_pylist() for c in rows.columns)))
+        return self._view.keys_since(files, TABLES[table].schema, cols, since_ns)
 
     def _recover(self) -> dict[str, int]:
         """Put journaled rows that no commit holds back into the buffers; account for lost tails."""
-        restored: dict[str, int] = {}
-        settled = []
-        for entry in self._journal.recover():
-            if self._manifest.journal_committed(entry.seq) or entry.table not in self._buffers:
-                settled.append(entry.seq)  # already in Parquet (crash between commit and release)
-                continue
-            self._buffers[entry.table].restore(entry.batch, entry.seq)
-            restored[entry.table] = restored.get(entry.table, 0) + entry.batch.num_rows
-        if settled:
-            self._journal.release(settled)
-        report = self._journal.last_recovery
-        if report is not None and (report.damage or report.checkpoint_lost):
-            self.gaps.record("journal_tail_lost", detail=report.describe())
-        if restored:
-            log.warning("recovered %s rows from the journal of %s", restored, self.root)
-        return restored
+        return restore_from_journal(self._journal, self._manifest, self._buffers, self.gaps, self.root)
 
     def _background_compact(self, tables: list[str]) -> None:
         """After a background flush: merge small files where a partition has enough of them."""
@@ -338,12 +317,7 @@ class Lake:
 
     def _fingerprint(self, table: str, entries: list[FileEntry]) -> tuple[int, int]:
         """(rows, order-independent hash of every column) of committed files, computed by DuckDB."""
-        cols = ", ".join(f'"{c}"' for c in TABLES[table].schema.names)
-        files = ", ".join("'" + str(self.root / e.path).replace("'", "''") + "'" for e in entries)
-        row = self._view.query(
-            f"SELECT count(*) AS n, CAST(sum(hash({cols})) AS HUGEINT) AS h FROM read_parquet([{files}])", None, {}
-        ).to_pylist()[0]
-        return row["n"], row["h"] or 0
+        return self._view.fingerprint([str(self.root / e.path) for e in entries], TABLES[table].schema.names)
 
     def book_at(self, symbol: str, ts: Any, depth: int = 10, **kwargs: Any) -> Any:
         """See `cryptolake_nb.book_at`."""
@@ -442,13 +416,6 @@ class Lake:
 
 
 _OPEN: "weakref.WeakSet[Lake]" = weakref.WeakSet()
-
-
-def _dedup_columns(spec: Any) -> tuple[str, ...]:
-    """A table's dedup key; "*" is every column but receipt_ts (the same message received twice)."""
-    if spec.dedup_key == ("*",):
-        return tuple(c for c in spec.schema.names if c != "receipt_ts")
-    return tuple(spec.dedup_key)
 
 
 def _close_at_exit(lake: Lake) -> None:

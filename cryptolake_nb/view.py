@@ -88,6 +88,22 @@ class LakeView:
         finally:
             cur.close()
 
+    def keys_since(self, files: list[str], schema: pa.Schema, cols: tuple[str, ...], since_ns: int) -> list[tuple]:
+        """(ts ns, *cols) of the rows of `files` from `since_ns` on; timestamps as int ns."""
+        if not files:
+            return []
+        sel = ", ".join(f'epoch_ns("{c}")' if pa.types.is_timestamp(schema.field(c).type) else f'"{c}"' for c in cols)
+        rows = self.query(f"SELECT epoch_ns(ts), {sel} FROM read_parquet([{_listed(files)}], union_by_name = true)"
+                          f" WHERE epoch_ns(ts) >= {int(since_ns)}", None, {})
+        return list(zip(*(c.to_pylist() for c in rows.columns)))
+
+    def fingerprint(self, files: list[str], columns: list[str]) -> tuple[int, int]:
+        """(rows, order-independent hash of every column) of `files`: equal for the same rows in any layout."""
+        cols = ", ".join(f'"{c}"' for c in columns)
+        row = self.query(f"SELECT count(*) AS n, CAST(sum(hash({cols})) AS HUGEINT) AS h"
+                         f" FROM read_parquet([{_listed(files)}])", None, {}).to_pylist()[0]
+        return row["n"], row["h"] or 0
+
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
             if self._closed:
@@ -101,9 +117,9 @@ class LakeView:
         cols = ", ".join(f'"{c}"' for c in source.live.schema.names)
         body = f"SELECT {cols} FROM {live}"
         if source.files:
-            files = ", ".join("'" + f.replace("'", "''") + "'" for f in source.files)
             # union_by_name: files written before a column was added read it as NULL
-            history = f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false, union_by_name = true)"
+            history = (f"SELECT {cols} FROM read_parquet([{_listed(source.files)}], hive_partitioning = false,"
+                       " union_by_name = true)")
             body = f"{history} UNION ALL {body}"
         cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
 
@@ -112,6 +128,11 @@ class LakeView:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+
+
+def _listed(files: list[str] | tuple[str, ...]) -> str:
+    """Paths as a DuckDB list literal body (our own paths; quotes doubled all the same)."""
+    return ", ".join("'" + f.replace("'", "''") + "'" for f in files)
 
 
 def _used(sql: str, sources: Mapping[str, Source]) -> Mapping[str, Source]:

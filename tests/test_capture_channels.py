@@ -29,7 +29,7 @@ from cryptofeed_reference import CAPTURES, exchange_names, playback_reference
 
 from cryptolake_nb import Lake, ReplayError
 from cryptolake_nb.replay import capture_sets
-from cryptolake_nb.lake import _dedup_columns
+from cryptolake_nb.dedup import key_columns
 from cryptolake_nb.schema import schema_for
 from cryptolake_nb.tables import TABLES
 
@@ -168,7 +168,7 @@ def _field_differences(table: str, got: Counter, want: Counter, limit: int = 3) 
 def _deduplicated(table: str, rows: list[tuple], rejected: Counter) -> list[tuple]:
     """`rows` (delivery order) less the rejected ones and less repeats of the table's dedup key."""
     spec = TABLES[table]
-    cols = _dedup_columns(spec) if spec.dedup_key else ()
+    cols = key_columns(spec) if spec.dedup_key else ()
     names = schema_for(table).names
     at = [names.index(c) for c in cols]
     budget, seen, out = Counter(rejected), set(), []
