@@ -33,7 +33,7 @@ from .quarantine import RejectLog
 from .recovery import restore_from_journal
 from .tables import TABLES
 from .sink import ParquetSink
-from .view import LakeView, Source
+from .view import LakeView, Source, tables_in
 
 if TYPE_CHECKING:
     from .collector import Collector
@@ -231,12 +231,15 @@ class Lake:
 
     # -- query ----------------------------------------------------------------------------
     def sources(self, *, exchange: str | None = None, symbols: Sequence[str] | None = None,
-                start_ns: int | None = None, end_ns: int | None = None) -> dict[str, Source]:
-        """One consistent snapshot: committed files and live rows, each row in exactly one."""
+                start_ns: int | None = None, end_ns: int | None = None,
+                tables: Iterable[str] | None = None) -> dict[str, Source]:
+        """One consistent snapshot of `tables` (all by default): committed files and live rows,
+        each row in exactly one."""
         if self.read_only:
             self._manifest.refresh()  # follow the writer's commits
+        wanted = self._buffers if tables is None else {t: b for t, b in self._buffers.items() if t in set(tables)}
         with self._commit_lock:
-            snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in self._buffers.items()}
+            snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in wanted.items()}
         out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
         for name, (entries, live) in snap.items():
             keep = [
@@ -255,7 +258,10 @@ class Lake:
         started = time.perf_counter()
         ticket = self._retirer.begin_query()
         try:
-            sources = self.sources(**prune)
+            names = tables_in(query)
+            if names is not None and names & {"gaps", "quarantine"}:
+                names = None  # bookkeeping rows come from sealing every table
+            sources = self.sources(tables=names, **prune)  # seal only what the query reads
             result = self._view.query(query, params, sources)
         finally:
             self._retirer.end_query(ticket)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from .errors import ForbiddenQueryError, QueryError
 
-__all__ = ["LakeView", "Source", "used_parameters"]
+__all__ = ["LakeView", "Source", "tables_in", "used_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -135,13 +135,18 @@ def _listed(files: list[str] | tuple[str, ...]) -> str:
     return ", ".join("'" + f.replace("'", "''") + "'" for f in files)
 
 
+def tables_in(sql: str) -> set[str] | None:
+    """The table names a statement reads, or None when it cannot be parsed (then: all of them)."""
+    try:  # the parser cannot take $params here: any value will do for finding table names
+        return set(duckdb.get_table_names(_PARAM.sub("NULL", sql)))
+    except duckdb.Error:
+        return None
+
+
 def _used(sql: str, sources: Mapping[str, Source]) -> Mapping[str, Source]:
     """Only the sources a statement names: defining a view per table costs ~1 ms each."""
-    try:  # the parser cannot take $params here: any value will do for finding table names
-        names = duckdb.get_table_names(_PARAM.sub("NULL", sql))
-    except duckdb.Error:
-        return sources
-    return {n: s for n, s in sources.items() if n in names}
+    names = tables_in(sql)
+    return sources if names is None else {n: s for n, s in sources.items() if n in names}
 
 
 def _utc(table: pa.Table) -> pa.Table:
