@@ -1,9 +1,13 @@
 """The one adapter to cryptofeed 2.x's Feed/FeedHandler API (cryptofeed 3.x will change it)."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import inspect
 import logging
+import threading
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from cryptofeed import FeedHandler
 from cryptofeed.config import Config
-from cryptofeed.connection import HTTPAsyncConn, HTTPConcurrentPoll, HTTPPoll, HTTPSync
-from cryptofeed.exceptions import ExhaustedRetries, UnsupportedDataFeed, UnsupportedSymbol
+from cryptofeed.connection import HTTPAsyncConn, HTTPConcurrentPoll, HTTPPoll, HTTPSync, WSAsyncConn
+from cryptofeed.exceptions import (BadChecksum, BidAskOverlapping, ExhaustedRetries, MissingMessage,
+                                   MissingSequenceNumber, UnsupportedDataFeed, UnsupportedSymbol)
 from cryptofeed.exchange import Exchange
 from cryptofeed.exchanges import EXCHANGE_MAP
 from cryptofeed.feed import Feed
@@ -27,11 +32,14 @@ if TYPE_CHECKING:
 __all__ = [
     "Callback",
     "Feed",
+    "FeedHealth",
     "FeedSpec",
+    "GapCallback",
     "PrivateSymbolsExchange",
     "REPLAY_FEED_OPTIONS",
     "build_feed",
     "describe_feed",
+    "feed_health",
     "is_dead_feed_error",
     "load_symbol_data",
     "make_feedhandler",
@@ -236,7 +244,7 @@ class _SimulatedFeed:
 def _simulated_class(simulator: Any) -> type[Feed]:
     """A private subclass of the exchange's cryptofeed class whose symbol data come from `simulator`."""
     base = EXCHANGE_MAP[simulator.exchange]
-    cls = type(f"Simulated{base.__name__}", (_SimulatedFeed, base, PrivateSymbolsExchange),
+    cls = type(f"Simulated{base.__name__}", (_MonitoredFeed, _SimulatedFeed, base, PrivateSymbolsExchange),
                {"http_sync": _SimulatorSyncHTTP(simulator.symbol_reader())})
     try:
         cls.own_symbols, _ = load_symbol_data(cls)
@@ -252,11 +260,161 @@ def _is_async_callable(cb: object) -> bool:
     return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(getattr(cb, "__call__", None))
 
 
-def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback]) -> Feed:
+GapCallback = Callable[..., None]
+"""Called like `GapLog.record(cause, exchange=, symbol=, channel=, start_ns=, end_ns=, count=, detail=)`."""
+
+# errors a message handler raises on a frame it cannot read (json.JSONDecodeError and
+# UnicodeDecodeError are ValueErrors, decimal.InvalidOperation an ArithmeticError) ...
+_MALFORMED_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ArithmeticError)
+# ... except these, which cryptofeed raises on purpose to resynchronise by reconnecting
+_RESYNC_ERRORS = (MissingSequenceNumber, MissingMessage, BadChecksum, BidAskOverlapping)
+MALFORMED_SAMPLES = 20
+_SAMPLE_CHARS = 300
+
+
+class FeedHealth:
+    """Connection and frame accounting for one feed, from hooks `build_feed` puts around cryptofeed's
+    per-connection `subscribe` (called on every websocket (re)connection) and message handler.
+
+    - `connections`: websocket connections made (1 per connection at start, +1 per reconnect);
+      `reconnects`: those after the first on the same connection object.
+    - A reconnect is reported through `on_gap` as a `reconnect` gap per (channel, symbol) of the
+      connection, spanning [receipt time of the last frame before the drop, receipt time of the first
+      frame after it); it is reported when that first frame arrives.
+    - `malformed`: frames the exchange's parser could not read (invalid JSON, an unknown shape). They
+      are skipped instead of letting cryptofeed reconnect (a reconnect loses data), logged at WARNING
+      and the first `max_samples` kept in `malformed_samples` as (error, frame text) pairs.
+      cryptofeed's deliberate resynchronisation errors (missing sequence numbers, bad checksums) still
+      reconnect.
+    """
+
+    def __init__(self, exchange: str, *, on_gap: GapCallback | None = None, max_samples: int = MALFORMED_SAMPLES) -> None:
+        self.exchange = exchange
+        self.on_gap = on_gap
+        self.connections = 0
+        self.reconnects = 0
+        self.frames = 0
+        self.malformed = 0
+        self.malformed_samples: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_samples)
+        self._lock = threading.Lock()
+
+    def status(self) -> dict[str, Any]:
+        return {"exchange": self.exchange, "connections": self.connections, "reconnects": self.reconnects,
+                "frames": self.frames, "malformed": self.malformed, "malformed_samples": list(self.malformed_samples)}
+
+    def wrap(self, feed: Any, entry: tuple) -> tuple:
+        """(conn, subscribe, handler, authenticate) with the hooks, for websocket connections."""
+        conn, subscribe, handler, *rest = entry
+        if not isinstance(conn, WSAsyncConn):
+            return entry
+        state: dict[str, Any] = {"connected": 0, "last_ns": None, "pending": None}
+
+        async def hooked_subscribe(connection: Any) -> Any:
+            now = time.time_ns()
+            with self._lock:
+                self.connections += 1
+                state["connected"] += 1
+                if state["connected"] > 1:
+                    self.reconnects += 1
+                    state["pending"] = (state["last_ns"] if state["last_ns"] is not None else state["opened_ns"],
+                                        state["connected"])
+                state["opened_ns"] = now
+            return await subscribe(connection)
+
+        async def hooked_handler(msg: Any, connection: Any, timestamp: Any) -> None:
+            now = int(timestamp * 1e9) if isinstance(timestamp, (int, float)) else time.time_ns()
+            pending = state["pending"]
+            state["last_ns"] = now
+            self.frames += 1
+            if pending is not None:
+                state["pending"] = None
+                self._report_reconnect(feed, conn, pending[0], now, pending[1])
+            try:
+                await handler(msg, connection, timestamp)
+            except _RESYNC_ERRORS:
+                raise
+            except _MALFORMED_ERRORS as exc:
+                self._skip(msg, exc)
+
+        return (conn, hooked_subscribe, hooked_handler, *rest)
+
+    def _skip(self, msg: Any, exc: BaseException) -> None:
+        self.malformed += 1
+        text = msg if isinstance(msg, str) else repr(msg)
+        text = text if len(text) <= _SAMPLE_CHARS else text[:_SAMPLE_CHARS] + "..."
+        error = f"{type(exc).__name__}: {exc}"
+        if len(self.malformed_samples) < (self.malformed_samples.maxlen or 0):
+            self.malformed_samples.append((error, text))
+        log.warning("%s: skipped a malformed frame (%d so far; %s): %s", self.exchange, self.malformed, error, text)
+
+    def _report_reconnect(self, feed: Any, conn: Any, start_ns: int, end_ns: int, connection_no: int) -> None:
+        detail = f"websocket reconnected (connection #{connection_no}); no data for {(end_ns - start_ns) / 1e9:.3f} s"
+        log.warning("%s: %s", self.exchange, detail)
+        if self.on_gap is None:
+            return
+        for channel, symbol in _subscribed(feed, conn):
+            try:
+                self.on_gap("reconnect", exchange=self.exchange, symbol=symbol, channel=channel,
+                            start_ns=start_ns, end_ns=end_ns, count=None, detail=detail)
+            except Exception:  # never raise into cryptofeed: that would reconnect again
+                log.exception("%s: could not record a reconnect gap", self.exchange)
+
+
+def _subscribed(feed: Any, conn: Any) -> list[tuple[str, str | None]]:
+    """(normalised channel, normalised symbol) pairs a websocket connection carries."""
+    pairs: list[tuple[str, str | None]] = []
+    for channel, symbols in (getattr(conn, "subscription", None) or {}).items():
+        try:
+            std_channel = feed.exchange_channel_to_std(channel)
+        except Exception:
+            std_channel = channel
+        for symbol in symbols or [None]:
+            try:
+                std_symbol = symbol if symbol is None else feed.exchange_symbol_to_std_symbol(symbol)
+            except Exception:
+                std_symbol = symbol
+            pairs.append((std_channel, std_symbol))
+    return pairs or [(c, None) for c in (getattr(feed, "_feed_config", None) or {None: None})]
+
+
+# feed -> its FeedHealth; kept outside the feed so its attributes stay exactly cryptofeed's
+_HEALTH: weakref.WeakKeyDictionary[Any, FeedHealth] = weakref.WeakKeyDictionary()
+
+
+class _MonitoredFeed:
+    """First in a built feed class's MRO: wraps each connection's subscribe and message handler."""
+
+    def connect(self) -> list:
+        entries = super().connect()  # type: ignore[misc]
+        health = _HEALTH.get(self)
+        return entries if health is None else [health.wrap(self, entry) for entry in entries]
+
+
+_MONITORED: dict[type, type] = {}
+
+
+def _monitored_class(base: type) -> type:
+    cls = _MONITORED.get(base)
+    if cls is None:
+        cls = _MONITORED[base] = type(base.__name__, (_MonitoredFeed, base), {})
+    return cls
+
+
+def feed_health(feed: Feed) -> FeedHealth | None:
+    """The FeedHealth `build_feed` attached to `feed`, if any."""
+    return _HEALTH.get(feed)
+
+
+def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback], *, on_gap: GapCallback | None = None,
+               health: FeedHealth | None = None) -> Feed:
     """Make the cryptofeed Feed for `spec`; the simulator's when set, else the real exchange's.
 
     Call it on the thread whose event loop will run the feed. Without a simulator, cryptofeed
     fetches the exchange's symbol list with a blocking request at construction.
+
+    The feed counts its connections and skips malformed frames (`FeedHealth`, as `health` or a new
+    one, reachable with `feed_health(feed)`); reconnects are reported to `on_gap` (or `health.on_gap`),
+    e.g. `GapLog.record`.
     """
     for channel, cb in callbacks.items():
         if channel not in spec.channels:
@@ -271,12 +429,19 @@ def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback]) -> Feed:
         kwargs.update(REPLAY_FEED_OPTIONS)  # the same feed options as the replay driver
     try:
         if spec.simulator is not None:
-            return _simulated_class(spec.simulator)(spec.simulator, **kwargs)
-        return EXCHANGE_MAP[spec.exchange](**kwargs)
+            feed = _simulated_class(spec.simulator)(spec.simulator, **kwargs)
+        else:
+            feed = _monitored_class(EXCHANGE_MAP[spec.exchange])(**kwargs)
     except UnsupportedSymbol as exc:
         raise ConfigError(f"{exc} (requested symbols: {', '.join(spec.symbols)})") from exc
     except UnsupportedDataFeed as exc:
         raise ConfigError(str(exc)) from exc
+    if health is None:
+        health = FeedHealth(spec.exchange, on_gap=on_gap)
+    elif on_gap is not None:
+        health.on_gap = on_gap
+    _HEALTH[feed] = health
+    return feed
 
 
 class _Forward(logging.Handler):

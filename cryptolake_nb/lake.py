@@ -30,6 +30,7 @@ from .retire import Retirer
 from .verify import VerifyReport, verify
 from .partitions import check_value
 from .quarantine import RejectLog
+from .sequence import SequenceDetector
 from .recovery import restore_from_journal
 from .tables import TABLES
 from .sink import ParquetSink
@@ -37,7 +38,7 @@ from .view import LakeView, Source, tables_in
 
 if TYPE_CHECKING:
     from .collector import Collector
-    from .feeds import FeedSpec
+    from .feeds import FeedHealth, FeedSpec
     from .replay import ReplayResult
 
 __all__ = ["Lake", "active_lake"]
@@ -120,6 +121,8 @@ class Lake:
             self.root / "_journal", durability=Durability(self.config.durability))
         self.rejects = RejectLog(self.root, clock=self._clock, read_only=self.read_only)
         self.gaps = GapLog(self.root, silence_s=self.config.silence_s, clock=self._clock, read_only=self.read_only)
+        self.sequences = SequenceDetector(self.gaps.record)  # trade-id holes -> `sequence_break` gaps
+        self.feed_health: list[FeedHealth] = []
         self._flusher: Flusher | None = None
         self._view = LakeView(self.root, threads=self.config.duckdb_threads)
         self.dedup = Deduper({n: key_columns(spec) for n, spec in TABLES.items() if spec.dedup_key},
@@ -127,7 +130,7 @@ class Lake:
         self._buffers: dict[str, LiveBuffer] = {
             name: LiveBuffer(
                 name, spec.schema, spec.convert, self._kept_aside, clock=self._clock,
-                wake_rows=self.config.max_rows, on_wake=self._wake_flusher, on_sealed=self.gaps.observe,
+                wake_rows=self.config.max_rows, on_wake=self._wake_flusher, on_sealed=self._on_sealed,
                 journal=self._journal.append if self._journal is not None else None, dedup=self.dedup,
             )
             for name, spec in TABLES.items()
@@ -191,14 +194,17 @@ class Lake:
     def start(self) -> None:
         """Run the subscribed feeds on a background thread; cells keep running."""
         from .collector import Collector
-        from .feeds import build_feed
+        from .feeds import FeedHealth, build_feed
 
         if not self._subscriptions:
             raise ConfigError("nothing to collect: call lake.subscribe(exchange, symbols, channels) first")
         if self._collector is not None and self._collector.running:
             raise CollectorError("the collector is already running; lake.stop() first")
         specs = list(self._subscriptions)
-        self._collector = Collector(lambda: [build_feed(s, self.callbacks(s.channels)) for s in specs])
+        self.feed_health = [FeedHealth(s.exchange, on_gap=self.gaps.record) for s in specs]  # reconnects -> gaps
+        health = list(self.feed_health)
+        self._collector = Collector(lambda: [build_feed(s, self.callbacks(s.channels), health=h)
+                                             for s, h in zip(specs, health)])
         self._collector.start()
         self._flusher.start()
 
@@ -207,6 +213,7 @@ class Lake:
         if self._collector is not None:
             self._collector.stop(timeout)  # kept: status() still shows its last errors
         self.flush()
+        self.sequences.flush()  # holes still pending can no longer be filled
 
     def flush(self) -> list[FileEntry]:
         """Write every buffered row to Parquet now; return the files committed."""
@@ -371,7 +378,7 @@ class Lake:
             }
         f = self._flusher
         return {
-            "root": str(self.root), "collector": collector, "subscriptions": [repr(s) for s in self._subscriptions],
+            "root": str(self.root), "collector": collector, "feeds": [h.status() for h in self.feed_health], "subscriptions": [repr(s) for s in self._subscriptions],
             "tables": tables,
             "rejected": {f"{t}/{ex}": n for (t, ex), n in sorted(self.rejects.by_source.items())},
             "flush": {"flushes": f.flushes, "rows": f.rows_flushed, "last_flush_s": f.last_flush_s, "last_error": f.last_error},
@@ -402,6 +409,10 @@ class Lake:
             self.closed = True
             if _ACTIVE is self:
                 _ACTIVE = None
+
+    def _on_sealed(self, table: str, batch: pa.RecordBatch) -> None:
+        self.gaps.observe(table, batch)
+        self.sequences.observe(table, batch)
 
     def _kept_aside(self, rejects: list) -> None:
         self.rejects.add(rejects)

@@ -178,6 +178,13 @@ class Market:
             return MarketEvent(exchange_symbol, AGG_TRADE, book.trade_event(ts_ms))
         return MarketEvent(exchange_symbol, DEPTH, book.depth_event(ts_ms))
 
+    def skip_trade_ids(self, exchange_symbol: str, count: int) -> tuple[int, int]:
+        """Advance `exchange_symbol`'s trade ids by `count` unsent ids; return the (first, last) skipped."""
+        book = self._books[exchange_symbol]
+        first = book.trade_id + 1
+        book.trade_id += count
+        return first, book.trade_id
+
     def snapshot(self, exchange_symbol: str, limit: int = 100) -> dict[str, Any]:
         """Binance /api/v3/depth body; KeyError for an unlisted symbol."""
         return self._books[exchange_symbol].snapshot(limit)

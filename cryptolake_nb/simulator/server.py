@@ -16,6 +16,7 @@ from cryptolake_nb.clock import Clock, SystemClock
 from cryptolake_nb.errors import ConfigError, SimulatorError
 from cryptolake_nb.simulator.binance_futures import BinanceFutures
 from cryptolake_nb.simulator.binance_spot import BinanceSpot, Reply
+from cryptolake_nb.simulator.faults import MALFORMED_KINDS, Faults, Injected, SkippedIds, malformed_frame
 from cryptolake_nb.simulator.loopback import LoopbackServer
 from cryptolake_nb.simulator.market import AGG_TRADE, DEPTH, Market, MarketEvent
 from cryptolake_nb.simulator.streams import StreamClient, parse_streams
@@ -51,6 +52,10 @@ class ExchangeSimulator(LoopbackServer):
     `exchange` picks the protocol: "BINANCE" (spot; symbols like 'BTC-USDT') or "BINANCE_FUTURES"
     (USD-M perpetuals; symbols like 'BTC-USDT-PERP', with funding, liquidations, open interest,
     book tickers and 1-minute candles). `rate` is market events per second over all symbols.
+
+    Faults: `faults` (a seeded `Faults` plan: duplicate, reordered, skipped-id and malformed trade
+    frames), plus the commands `drop_connections()`, `silence(seconds)` and `burst(events, rate=)`;
+    `injected` records all of it (counts, skipped id ranges, disconnect times).
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class ExchangeSimulator(LoopbackServer):
         trade_share: float = 0.5,
         clock: Clock | None = None,
         exchange: str = "BINANCE",
+        faults: Faults | None = None,
     ) -> None:
         super().__init__(host=host, port=port)
         name = exchange.upper() if isinstance(exchange, str) else ""
@@ -80,6 +86,66 @@ class ExchangeSimulator(LoopbackServer):
         self.depth_updates_sent = 0
         self.events_generated = 0
         self.sent: collections.Counter[str] = collections.Counter()  # frames sent per market event kind
+        self.injected = Injected()
+        self.faults = faults or Faults()
+        self._held: dict[str, str] = {}  # exchange symbol -> a trade frame body held back (reorder)
+        self._silent_until = 0.0         # loop time until which the market publishes nothing
+
+    # -- faults ----------------------------------------------------------------------------------
+    @property
+    def faults(self) -> Faults:
+        """The fault plan; assigning one restarts its seeded draws."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        if not isinstance(value, Faults):
+            raise ConfigError(f"faults must be a Faults plan, got {value!r}")
+        self._faults, self._fault_rng = value, value.rng()
+
+    def drop_connections(self, *, abrupt: bool = False, timeout: float = 5.0) -> int:
+        """Disconnect every websocket client (recorded in `injected.disconnects` when any was connected)."""
+        at = self._clock.time_ns()
+        dropped = super().drop_connections(abrupt=abrupt, timeout=timeout)
+        if dropped:
+            self.injected.disconnects.append(at)
+        return dropped
+
+    def silence(self, seconds: float, timeout: float = 5.0) -> None:
+        """Publish nothing for `seconds` (the market stands still; sockets stay open, pings answered)."""
+        if not isinstance(seconds, (int, float)) or not 0 <= seconds <= 3600:
+            raise ConfigError(f"silence needs seconds in [0, 3600], got {seconds!r}")
+        loop = self._loop
+        if loop is None or not self.running:
+            raise SimulatorError("the simulator is not running")
+        start = self._clock.time_ns()
+
+        async def _set() -> None:
+            self._silent_until = asyncio.get_running_loop().time() + seconds
+
+        asyncio.run_coroutine_threadsafe(_set(), loop).result(timeout)
+        self.injected.silences.append((start, start + int(seconds * 1e9)))
+
+    def burst(self, events: int, *, rate: float = 0.0, timeout: float = 60.0) -> None:
+        """Publish `events` extra market events at `rate` per second (0: all at once); returns when sent."""
+        if not isinstance(events, int) or events < 0 or not isinstance(rate, (int, float)) or rate < 0:
+            raise ConfigError(f"burst needs events >= 0 and rate >= 0, got {events!r}, {rate!r}")
+        loop = self._loop
+        if loop is None or not self.running:
+            raise SimulatorError("the simulator is not running")
+
+        async def _burst() -> None:
+            done, start = 0, asyncio.get_running_loop().time()
+            while done < events:
+                due = events if rate == 0 else min(events, int((asyncio.get_running_loop().time() - start) * rate) + 1)
+                for _ in range(due - done):
+                    self._publish(self._market.step(self._now_ms()))
+                done = due
+                if done < events:
+                    await asyncio.sleep(_TICK_S)
+
+        asyncio.run_coroutine_threadsafe(_burst(), loop).result(timeout)
+        self.injected.bursts.append((events, float(rate)))
 
     # -- configuration ---------------------------------------------------------------------------
     @property
@@ -141,6 +207,9 @@ class ExchangeSimulator(LoopbackServer):
         while True:
             await asyncio.sleep(_TICK_S)
             now = loop.time()
+            if now < self._silent_until:
+                last, carry = now, 0.0
+                continue
             due = min(now - last, _MAX_BURST_S) * self._rate + carry
             last = now
             count = int(due)
@@ -152,17 +221,53 @@ class ExchangeSimulator(LoopbackServer):
         self.events_generated += 1
         key = (event.exchange_symbol, event.kind)
         body = json.dumps(event.payload, separators=(",", ":"))
+        faults = self._faults
+        if event.kind != AGG_TRADE or not faults.active:
+            self._offer(key, event.kind, body)
+            return
+        rng, symbol, injected = self._fault_rng, event.exchange_symbol, self.injected
+        if faults.malformed and rng.random() < faults.malformed:
+            kind = rng.choice(MALFORMED_KINDS)
+            if self._offer_raw(key, kind):
+                injected.count_malformed(kind)
+        held = self._held.pop(symbol, None)
+        if held is None and faults.reorder and rng.random() < faults.reorder:
+            self._held[symbol] = body  # goes out after the symbol's next trade
+        else:
+            self._offer(key, event.kind, body)
+            if held is not None and self._offer(key, event.kind, held):
+                injected.reordered += 1
+            if faults.duplicate and rng.random() < faults.duplicate and self._offer(key, event.kind, body):
+                injected.duplicates += 1
+        if faults.skip and rng.random() < faults.skip:
+            first, last = self._market.skip_trade_ids(symbol, rng.randint(1, faults.skip_max))
+            normalised = {v: k for k, v in self._market.symbol_map.items()}[symbol]
+            injected.skipped.append(SkippedIds(normalised, symbol, first, last))
+
+    def _offer_raw(self, key: tuple[str, str], kind: str) -> bool:
+        sent = False
+        for client in list(self._clients):
+            stream = client.streams.get(key)
+            if stream is not None and client.offer_raw(key, malformed_frame(kind, stream, key[0])):
+                sent = True
+        return sent
+
+    def _offer(self, key: tuple[str, str], kind: str, body: str) -> bool:
+        """Offer one frame to every subscribed client; True if any took it."""
+        sent = False
         for client in list(self._clients):
             accepted = client.offer(key, body)
             if accepted is False:
                 self._clients.discard(client)
                 client.abort()
             elif accepted:
-                self.sent[event.kind] += 1
-                if event.kind == AGG_TRADE:
+                sent = True
+                self.sent[kind] += 1
+                if kind == AGG_TRADE:
                     self.trades_sent += 1
-                elif event.kind == DEPTH:
+                elif kind == DEPTH:
                     self.depth_updates_sent += 1
+        return sent
 
     # -- handlers --------------------------------------------------------------------------------
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
@@ -174,6 +279,7 @@ class ExchangeSimulator(LoopbackServer):
         await ws.prepare(request)
         client = StreamClient(request, ws, streams)
         self._clients.add(client)
+        self.injected.connections += 1
         writer = asyncio.create_task(client.pump())
         log.debug("simulator: client connected for %s", sorted(streams.values()))
         try:

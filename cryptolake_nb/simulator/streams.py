@@ -57,6 +57,16 @@ class StreamClient:
             return False
         return True
 
+    def offer_raw(self, key: StreamKey, frame: str) -> bool | None:
+        """Queue `frame` as is (e.g. a malformed one) if subscribed to `key`; like offer()."""
+        if key not in self.streams:
+            return None
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            return False
+        return True
+
     async def pump(self) -> None:
         """Send queued frames until the socket closes."""
         while not self.ws.closed:
