@@ -234,8 +234,6 @@ def test_faults_with_collector_and_detector_without_lake_wiring(tmp_path):
 def test_faults_through_the_lake(tmp_path):
     with ExchangeSimulator(SYMBOLS, rate=400, seed=3, faults=FAULTS) as sim, \
             Lake(tmp_path / "lk", flush_interval=0.5) as lake:
-        if not hasattr(lake, "sequences"):
-            pytest.skip("lake.py does not wire the SequenceDetector / FeedHealth yet")
         lake.subscribe("BINANCE", list(SYMBOLS), channels=["trades"], simulator=sim)
         lake.start()
         try:
