@@ -17,6 +17,7 @@ __all__ = ["LiveBuffer", "Sealed"]
 
 log = logging.getLogger(__name__)
 
+SEAL_ROWS = 20_000  # a burst is sealed in pieces of about this many rows (short seal-lock holds)
 EST_PENDING_ROW_BYTES = 400  # a cryptofeed object with its Decimals, before conversion
 
 
@@ -83,7 +84,9 @@ class LiveBuffer:
             pending.append(obj)
             self._receipts.append(receipt_ts)
             self.appended += 1
-            wake = self._wake_rows and len(pending) + self._sealed_rows == self._wake_rows
+            n = len(pending)
+            # wake the flusher at max_rows, and every SEAL_ROWS pending objects so seals stay small
+            wake = n % SEAL_ROWS == 0 or (self._wake_rows and n + self._sealed_rows == self._wake_rows)
         if wake and self._on_wake is not None:
             self._on_wake()
 
@@ -101,11 +104,28 @@ class LiveBuffer:
                 if b.num_rows:
                     self._add_sealed(b, self._journaled(b))
 
-    def restore(self, batch: pa.RecordBatch, jseq: int) -> None:
-        """Put back a batch recovered from the journal (already journaled as `jseq`)."""
+    def restore(self, batch: pa.RecordBatch, jseq: int, *, reload: bool = False) -> None:
+        """Put back a batch recovered from the journal (already journaled as `jseq`); `reload`: a
+        batch this process spilled earlier (already counted and deduplicated)."""
         with self._seal_lock:
+            if reload:
+                self._add_sealed(batch, jseq)
+                return
             self.appended += batch.num_rows
             self._add_sealed(self._deduped(batch), jseq)
+
+    def spill(self, *, journaled: bool = True) -> list[Sealed]:
+        """Take sealed batches out of memory: those in the journal (`journaled`), else the others
+        (the last resort: those rows are then gone). Returns what was taken."""
+        with self._seal_lock:
+            with self._lock:
+                taken = [s for s in self._sealed if (s.jseq is not None) == journaled]
+                if taken:
+                    gone = {s.seq for s in taken}
+                    self._sealed = [s for s in self._sealed if s.seq not in gone]
+                    self._sealed_rows = sum(s.batch.num_rows for s in self._sealed)
+                    self._sealed_bytes = sum(s.batch.nbytes for s in self._sealed)
+        return taken
 
     def _add_sealed(self, batch: pa.RecordBatch, jseq: int | None) -> None:
         with self._lock:

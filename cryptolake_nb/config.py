@@ -26,6 +26,7 @@ class LakeConfig:
     root: Path = Path(DEFAULT_ROOT)
     max_rows: int = 500_000
     max_bytes: int = 256 * 2**20
+    memory_cap_bytes: int = 1024 * 2**20  # all live buffers together: flush early, then spill to the journal
     flush_interval: float = 10.0
     compression_level: int = 3
     row_group_size: int = 1_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
@@ -84,6 +84,7 @@ class Flusher:
         self.last_error: str | None = None
         self.last_flush_s: float | None = None
         self.release: Callable[[list[int]], object] | None = None  # journal entries now in Parquet
+        self.guard: Any = None  # a MemoryGuard: early flush at the cap, spill/drop when storage fails
         self.after_flush: Callable[[list[str]], None] | None = None  # background work after a flush
         self.max_backoff = 2.0  # seconds between retries while storage fails: resume soon after it heals
 
@@ -159,16 +160,22 @@ class Flusher:
                 for buf in self._buffers.values():
                     buf.seal()  # journal what arrived: a kill -9 then loses at most one poll of rows
                 due = self.due()
+                if self.guard is not None and self.guard.over():
+                    due = list(self._buffers)  # at the memory cap: flush everything now
                 if due:
                     self.flush(due)
                     if self.after_flush is not None:
                         self.after_flush(due)
+                if self.guard is not None and self.guard.reload():
+                    self._wake.set()  # reloaded rows: flush them on the next round
                 self.last_error = None
                 backoff = poll
             except (StorageError, OSError) as exc:
                 self.last_error = str(exc)
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
                 log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, exc)
+                if self.guard is not None:
+                    self.guard.relieve()
                 if self._on_error is not None:
                     self._on_error(exc)
             except Exception as exc:  # never let the flusher die silently

@@ -431,6 +431,26 @@ class Journal:
             log.log(level, "journal %s: %s", self.directory, self.last_recovery.describe())
         return entries
 
+    def read(self, seqs: Iterable[int]) -> list[JournalEntry]:
+        """The entries with these sequence numbers, still on disk and unreleased (e.g. rows spilled
+        from memory while storage failed), in seq order; read-only, safe while appending."""
+        wanted = set(seqs)
+        out: list[JournalEntry] = []
+        with self._lock:
+            segments = [s for s in self._segments if any(s.first <= q <= s.last for q in wanted)]
+            for seg in segments:
+                data = self._read(seg.path)
+                view, buf, pos = memoryview(data), pa.py_buffer(data), 0
+                while pos < len(data):
+                    frame, _ = check_frame(view, pos)
+                    if frame is None:
+                        break
+                    seq, rows, name_len, body_len, size = frame
+                    if seq in wanted:
+                        out.append(self._decode(seg.path, buf, pos, seq, rows, name_len, body_len))
+                    pos += size
+        return sorted(out, key=lambda e: e.seq)
+
     def _read(self, path: Path) -> bytes:
         try:
             return path.read_bytes()

@@ -14,6 +14,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from .backpressure import MemoryGuard
 from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
 from .config import LakeConfig
@@ -149,6 +150,8 @@ class Lake:
                                     min_files=self.config.compact_min_files)
         if self.config.autocompact:
             self._flusher.after_flush = self._background_compact
+        self.memory = MemoryGuard(self._buffers, self._journal, self.gaps, self.config.memory_cap_bytes)
+        self._flusher.guard = self.memory
         self.recovered: dict[str, int] = {}  # rows put back from the journal at open
         if self._journal is not None:
             self._flusher.release = self._journal.release
@@ -381,6 +384,7 @@ class Lake:
             "root": str(self.root), "collector": collector, "feeds": [h.status() for h in self.feed_health], "subscriptions": [repr(s) for s in self._subscriptions],
             "tables": tables,
             "rejected": {f"{t}/{ex}": n for (t, ex), n in sorted(self.rejects.by_source.items())},
+            "memory": self.memory.stats(),
             "flush": {"flushes": f.flushes, "rows": f.rows_flushed, "last_flush_s": f.last_flush_s, "last_error": f.last_error},
         }
 
