@@ -151,14 +151,19 @@ class Flusher:
 
     def _run(self, poll: float) -> None:
         backoff = poll
+        retry_at = 0.0  # while storage fails, flushes wait for this (sealing does not)
         while not self._stop.is_set():
-            self._wake.wait(backoff)
+            self._wake.wait(poll)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
                 for buf in self._buffers.values():
                     buf.seal()  # journal what arrived: a kill -9 then loses at most one poll of rows
+                if self._clock.monotonic() < retry_at:
+                    if self.guard is not None:
+                        self.guard.relieve()
+                    continue
                 due = self.due()
                 if self.guard is not None and self.guard.over():
                     due = list(self._buffers)  # at the memory cap: flush everything now
@@ -169,10 +174,11 @@ class Flusher:
                 if self.guard is not None and self.guard.reload():
                     self._wake.set()  # reloaded rows: flush them on the next round
                 self.last_error = None
-                backoff = poll
+                backoff, retry_at = poll, 0.0
             except (StorageError, OSError) as exc:
                 self.last_error = str(exc)
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
+                retry_at = self._clock.monotonic() + backoff
                 log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, exc)
                 if self.guard is not None:
                     self.guard.relieve()
@@ -182,3 +188,4 @@ class Flusher:
                 self.last_error = repr(exc)
                 log.exception("unexpected error in the flusher")
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
+                retry_at = self._clock.monotonic() + backoff
