@@ -34,7 +34,7 @@ __all__ = [
 
 # A converter takes the cryptofeed objects and, in a parallel list, their receipt timestamps (float
 # seconds). Two flat lists rather than (obj, receipt) tuples: a tuple per row is a GC-tracked
-# container, and with 10^5 of them pending the cyclic collector made each append ~8x slower.
+# container, and with 10^5 of them pending the cyclic collector made appends several times slower.
 Converter = Callable[[Sequence[Any], Sequence[Any]], "Converted"]
 
 
