@@ -12,9 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..errors import SymbolError
-from ..partitions import check_value
-from ..records import Converted, Reject, decimals_to_array, plain, seconds_to_float, ts_array
+from ..records import Converted, Reject, decimals_to_array, partition_reasons, plain, seconds_to_float, ts_array
 from ..schema import make_schema
 
 __all__ = ["KEEP", "KINDS", "SIDES", "BookCapture", "BookLayout", "book_schema", "make_converter"]
@@ -308,17 +306,7 @@ def _reasons(columns: dict[str, pa.Array], level: np.ndarray, items: list, ts: n
     bad_obj: dict[int, str] = {}
     for i in np.flatnonzero(~np.isfinite(ts)):
         bad_obj[int(i)] = "neither an exchange timestamp nor a receipt timestamp"
-    bad_keys: dict[tuple, str] = {}
-    for key in {(o[1], o[2]) for o in items}:
-        try:
-            check_value("exchange", key[0])
-            check_value("symbol", key[1])
-        except SymbolError as exc:
-            bad_keys[key] = str(exc)
-    if bad_keys:
-        for i, o in enumerate(items):
-            if (o[1], o[2]) in bad_keys:
-                bad_obj.setdefault(i, bad_keys[(o[1], o[2])])
+    partition_reasons([o[1] for o in items], [o[2] for o in items], bad_obj)
     if bad_obj:
         for r in np.flatnonzero(np.isin(row_obj, list(bad_obj))):
             out.setdefault(int(r), bad_obj[int(row_obj[r])])
