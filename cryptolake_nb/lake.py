@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
 
@@ -30,8 +29,11 @@ from .orphans import sweep_orphans
 from .retire import Retirer
 from .verify import VerifyReport, verify
 from .partitions import check_value
+from .progress import ProgressBar
 from .quarantine import RejectLog
+from .querylog import QueryLog
 from .sequence import SequenceDetector
+from .status_view import StatusView, gaps_summary
 from .recovery import restore_from_journal
 from .tables import TABLES
 from .sink import ParquetSink
@@ -157,7 +159,7 @@ class Lake:
             self._flusher.release = self._journal.release
             self.recovered = self._recover()
         self._subscriptions: list[FeedSpec] = []
-        self.queries: deque[dict[str, Any]] = deque(maxlen=50)  # recent queries: time, rows, files, live rows
+        self.queries = QueryLog(maxlen=100)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
         self.closed = False
         if self.config.autoflush and not self.read_only:
@@ -222,9 +224,10 @@ class Lake:
         """Write every buffered row to Parquet now; return the files committed."""
         return self._flusher.flush()
 
-    def replay(self, files: Sequence[str | Path], *, config: Any = None) -> dict[str, int]:
+    def replay(self, files: Sequence[str | Path], *, config: Any = None, progress: bool | None = None) -> dict[str, int]:
         """Feed a recorded cryptofeed capture through cryptofeed's parsers into the lake; return the
-        rows stored per table (rejected rows are in `lake.rejected()`, duplicates in `lake.dedup.dropped`)."""
+        rows stored per table (rejected rows are in `lake.rejected()`, duplicates in `lake.dedup.dropped`).
+        `progress`: a bar over the capture's lines (default: only in a notebook)."""
         from .replay import replay_capture
 
         def counts() -> dict[str, int]:
@@ -234,7 +237,10 @@ class Lake:
             return {t: b.appended - self.rejects.counts.get(t, 0) - dropped[t] for t, b in self._buffers.items()}
 
         before = counts()
-        result: ReplayResult = replay_capture(list(files), self.callbacks(TABLES), config=config)
+        files = [files] if isinstance(files, (str, Path)) else list(files)
+        desc = "replay " + Path(files[0]).name.split(".")[0] if files else "replay"
+        with ProgressBar(desc, unit="line", enabled=progress) as bar:
+            result: ReplayResult = replay_capture(files, self.callbacks(TABLES), config=config, progress=bar)
         self.last_replay = result
         after = counts()
         return {t: after[t] - before[t] for t in after}
@@ -268,18 +274,14 @@ class Lake:
         started = time.perf_counter()
         ticket = self._retirer.begin_query()
         try:
-            names = tables_in(query)
+            read = names = tables_in(query)
             if names is not None and names & {"gaps", "quarantine"}:
                 names = None  # bookkeeping rows come from sealing every table
             sources = self.sources(tables=names, **prune)  # seal only what the query reads
             result = self._view.query(query, params, sources)
         finally:
             self._retirer.end_query(ticket)
-        self.queries.append({
-            "sql": query, "ms": (time.perf_counter() - started) * 1e3, "rows": result.num_rows,
-            "files": {t: len(s.files) for t, s in sources.items()},
-            "live_rows": {t: s.live.num_rows for t, s in sources.items()},
-        })
+        self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
         return result
 
     def sql(self, query: str, params: Mapping[str, Any] | None = None, to: Output = "pandas") -> Any:
@@ -301,11 +303,13 @@ class Lake:
 
         return ohlc(symbol, interval, lake=self, **kwargs)
 
-    def compact(self, tables: Sequence[str] | None = None) -> list[Compacted]:
-        """Merge each partition's small files into large ones (lossless, checked); see compact.py."""
+    def compact(self, tables: Sequence[str] | None = None, *, progress: bool | None = None) -> list[Compacted]:
+        """Merge each partition's small files into large ones (lossless, checked); see compact.py.
+        `progress`: a bar over the partitions to merge (default: only in a notebook)."""
         if self.read_only:
             raise ConfigError("a read-only lake cannot compact")
-        done = self._compactor.compact(list(tables) if tables else None)
+        with ProgressBar("compact", unit="partition", enabled=progress) as bar:
+            done = self._compactor.compact(list(tables) if tables else None, progress=bar)
         self._retirer.purge()
         return done
 
@@ -368,8 +372,9 @@ class Lake:
         return self.rejects.frame()
 
     # -- lifecycle ------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Collector state and errors, buffered rows, committed files, flush health."""
+    def status(self, recent_queries: int = 10) -> StatusView:
+        """Collector state and errors, buffered rows, committed files, flush health, gaps, recent queries
+        (a dict; HTML in notebooks)."""
         collector = self._collector.status() if self._collector is not None else {"state": "stopped", "errors": []}
         tables = {}
         for name, buf in self._buffers.items():
@@ -380,13 +385,14 @@ class Lake:
                 "bytes_committed": sum(e.bytes for e in files), "rejected": self.rejects.counts.get(name, 0),
             }
         f = self._flusher
-        return {
+        return StatusView({
             "root": str(self.root), "collector": collector, "feeds": [h.status() for h in self.feed_health], "subscriptions": [repr(s) for s in self._subscriptions],
             "tables": tables,
             "rejected": {f"{t}/{ex}": n for (t, ex), n in sorted(self.rejects.by_source.items())},
             "memory": self.memory.stats(),
             "flush": {"flushes": f.flushes, "rows": f.rows_flushed, "last_flush_s": f.last_flush_s, "last_error": f.last_error},
-        }
+            "gaps": gaps_summary(self.gaps.table()), "queries": self.queries.summary(recent_queries),
+        })
 
     def activate(self) -> "Lake":
         """Make this the lake that module-level helpers (`cryptolake_nb.vwap`, ...) use."""
