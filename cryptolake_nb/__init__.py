@@ -27,6 +27,7 @@ from .errors import (
 )
 from .ingest import TradeLake
 from .lake import Lake, active_lake
+from .plots import LiveChart, plot_book, plot_line, plot_ohlc
 
 __all__ = [
     "CollectorError",
@@ -37,6 +38,7 @@ __all__ = [
     "Lake",
     "LakeConfig",
     "LakeLockedError",
+    "LiveChart",
     "ManifestError",
     "NoActiveLakeError",
     "QueryError",
@@ -52,6 +54,9 @@ __all__ = [
     "depth",
     "load_ipython_extension",
     "ohlc",
+    "plot_book",
+    "plot_line",
+    "plot_ohlc",
     "top_of_book",
     "unload_ipython_extension",
     "vwap",
