@@ -73,8 +73,9 @@ def _times(values: pd.Series, what: str) -> np.ndarray:
     """Timestamps (aware or naive = UTC) -> matplotlib date numbers in UTC."""
     from matplotlib.dates import date2num
 
+    typed = pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values)  # numbers: ns
     try:
-        utc = pd.to_datetime(values, utc=True)
+        utc = pd.to_datetime(values, utc=True) if typed else pd.to_datetime(values, utc=True, format="ISO8601")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what}: column {values.name!r} must hold times ({exc})") from None
     return date2num(utc.dt.tz_convert(None).to_numpy())
