@@ -1,0 +1,1 @@
+"""The systems a quant would otherwise use, each answering the same workload on the same data."""
