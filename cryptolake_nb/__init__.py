@@ -5,7 +5,8 @@ import logging
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # never Python's last-resort stderr in cells
 
-from .analytics import ohlc, vwap
+from .analytics import ohlc, realized_volatility, returns, twap, vwap
+from .asof import asof_join
 from .books import book_at, depth, top_of_book
 from .candles import compare_candles
 from .config import LakeConfig
@@ -25,9 +26,12 @@ from .errors import (
     StorageError,
     SymbolError,
 )
+from .flow import trade_imbalance, volume_profile
 from .ingest import TradeLake
 from .lake import Lake, active_lake
 from .plots import LiveChart, plot_book, plot_line, plot_ohlc
+from .quotes import mid, spread
+from .resample import resample
 
 __all__ = [
     "CollectorError",
@@ -49,16 +53,25 @@ __all__ = [
     "SymbolError",
     "TradeLake",
     "active_lake",
+    "asof_join",
     "book_at",
     "compare_candles",
     "depth",
     "load_ipython_extension",
+    "mid",
     "ohlc",
     "plot_book",
     "plot_line",
     "plot_ohlc",
+    "realized_volatility",
+    "resample",
+    "returns",
+    "spread",
     "top_of_book",
+    "trade_imbalance",
+    "twap",
     "unload_ipython_extension",
+    "volume_profile",
     "vwap",
 ]
 

@@ -291,17 +291,72 @@ class Lake:
     def explain(self, query: str, params: Mapping[str, Any] | None = None) -> str:
         return self._view.explain(query, params, self.sources())
 
-    def vwap(self, symbol: str, **kwargs: Any) -> Any:
+    # -- quant helpers (docs/helpers.md): each is the module function with lake=self ----------
+    def vwap(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
         """See `cryptolake_nb.vwap`."""
         from .analytics import vwap
 
-        return vwap(symbol, lake=self, **kwargs)
+        return vwap(symbols, *args, lake=self, **kwargs)
 
-    def ohlc(self, symbol: str, interval: str = "1min", **kwargs: Any) -> Any:
+    def ohlc(self, symbols: str | Sequence[str], interval: Any = "1min", **kwargs: Any) -> Any:
         """See `cryptolake_nb.ohlc`."""
         from .analytics import ohlc
 
-        return ohlc(symbol, interval, lake=self, **kwargs)
+        return ohlc(symbols, interval, lake=self, **kwargs)
+
+    def twap(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.twap`."""
+        from .analytics import twap
+
+        return twap(symbols, *args, lake=self, **kwargs)
+
+    def returns(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.returns`."""
+        from .analytics import returns
+
+        return returns(symbols, *args, lake=self, **kwargs)
+
+    def realized_volatility(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.realized_volatility`."""
+        from .analytics import realized_volatility
+
+        return realized_volatility(symbols, *args, lake=self, **kwargs)
+
+    def spread(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.spread`."""
+        from .quotes import spread
+
+        return spread(symbols, *args, lake=self, **kwargs)
+
+    def mid(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.mid`."""
+        from .quotes import mid
+
+        return mid(symbols, *args, lake=self, **kwargs)
+
+    def trade_imbalance(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.trade_imbalance`."""
+        from .flow import trade_imbalance
+
+        return trade_imbalance(symbols, *args, lake=self, **kwargs)
+
+    def volume_profile(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.volume_profile`."""
+        from .flow import volume_profile
+
+        return volume_profile(symbols, *args, lake=self, **kwargs)
+
+    def asof_join(self, left: Any, right: Any, *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.asof_join`."""
+        from .asof import asof_join
+
+        return asof_join(left, right, *args, lake=self, **kwargs)
+
+    def resample(self, data: Any, interval: Any, *args: Any, **kwargs: Any) -> Any:
+        """See `cryptolake_nb.resample`."""
+        from .resample import resample
+
+        return resample(data, interval, *args, lake=self, **kwargs)
 
     def compact(self, tables: Sequence[str] | None = None, *, progress: bool | None = None) -> list[Compacted]:
         """Merge each partition's small files into large ones (lossless, checked); see compact.py.
