@@ -9,12 +9,14 @@ import enum
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 from cryptolake_nb.clock import Clock, SystemClock
 from cryptolake_nb.errors import CollectorError
 from cryptolake_nb.feeds import Feed, describe_feed, is_dead_feed_error, make_feedhandler
+from cryptolake_nb.proxy import redact
 
 __all__ = ["Collector", "CollectorState"]
 
@@ -138,10 +140,15 @@ class Collector:
         return dt.datetime.fromtimestamp(self._clock.time_ns() / 1e9, tz=dt.timezone.utc)
 
     def _record(self, message: str, exc: BaseException | None = None, *, fatal: bool = False) -> None:
+        message = redact(message)  # errors may quote a proxy URL: never its credentials
         self._errors.append(message)
         if fatal:
             self._state = CollectorState.FAILED
-        log.error("collector %r: %s", self.name, message, exc_info=exc)
+        trace = "" if exc is None else "".join(traceback.format_exception(exc))
+        if redact(trace) == trace:
+            log.error("collector %r: %s", self.name, message, exc_info=exc)
+        else:
+            log.error("collector %r: %s\n%s", self.name, message, redact(trace))
 
     def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         # cryptofeed reports a feed that gave up reconnecting only here (a task's unretrieved error)

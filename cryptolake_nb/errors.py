@@ -11,6 +11,7 @@
     ├── QueryError                        a user query was refused or failed in DuckDB
     │   └── ForbiddenQueryError           a statement other than one SELECT, or file access
     ├── CollectorError (RuntimeError)     the collector thread could not start, stop or run
+    │   └── ProxyError                    a proxy was unreachable or refused a connection
     ├── SimulatorError (RuntimeError)     the loopback exchange could not start or serve
     ├── ReplayError                       a capture could not be replayed
     └── NoActiveLakeError (RuntimeError)  a module helper was called before a lake was opened
@@ -26,6 +27,7 @@ __all__ = [
     "LakeLockedError",
     "ManifestError",
     "NoActiveLakeError",
+    "ProxyError",
     "QueryError",
     "ReplayError",
     "SchemaError",
@@ -77,6 +79,10 @@ class ForbiddenQueryError(QueryError):
 
 class CollectorError(CryptolakeError, RuntimeError):
     """The collector thread could not start, stop or keep running."""
+
+
+class ProxyError(CollectorError):
+    """A proxy was unreachable or refused a connection (its URL is shown without credentials)."""
 
 
 class SimulatorError(CryptolakeError, RuntimeError):

@@ -1,32 +1,32 @@
-"""The one adapter to cryptofeed 2.x's Feed/FeedHandler API (cryptofeed 3.x will change it)."""
+"""The one adapter to cryptofeed 2.x's Feed/FeedHandler API (cryptofeed 3.x will change it).
+
+`FeedSpec` says what to collect and how to connect (proxy, retries, reconnect policy);
+`build_feed` makes the cryptofeed Feed: the exchange's own class with `ManagedFeed` first
+(managed_feed.py), or the same pointed at a simulator (feed_sim.py).
+"""
 from __future__ import annotations
 
-import collections
-import dataclasses
 import inspect
 import logging
-import threading
-import time
-import weakref
+import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from cryptofeed import FeedHandler
-from cryptofeed.config import Config
-from cryptofeed.connection import HTTPAsyncConn, HTTPConcurrentPoll, HTTPPoll, HTTPSync, WSAsyncConn
-from cryptofeed.exceptions import (BadChecksum, BidAskOverlapping, ExhaustedRetries, MissingMessage,
-                                   MissingSequenceNumber, UnsupportedDataFeed, UnsupportedSymbol)
-from cryptofeed.exchange import Exchange
+from cryptofeed.exceptions import ExhaustedRetries, UnsupportedDataFeed, UnsupportedSymbol
 from cryptofeed.exchanges import EXCHANGE_MAP
 from cryptofeed.feed import Feed
 
-from cryptolake_nb.errors import ConfigError, CryptolakeError
+from cryptolake_nb.errors import ConfigError
+from cryptolake_nb.feed_health import FeedHealth, GapCallback
+from cryptolake_nb.feed_sim import PrivateSymbolsExchange, load_symbol_data, simulated_class, simulator_prefixes
+from cryptolake_nb.managed_feed import FeedRuntime, attach, managed_class, runtime_of
+from cryptolake_nb.proxy import ProxyRoute, ProxySetting, normalise_setting, redact, resolve_route, split_no_proxy
+from cryptolake_nb.reconnect import ReconnectPolicy
+from cryptolake_nb.transport import RoutedHTTPConn
 
 if TYPE_CHECKING:
-    import ssl
-
     from cryptolake_nb.simulator import LoopbackServer
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "GapCallback",
     "PrivateSymbolsExchange",
     "REPLAY_FEED_OPTIONS",
+    "ReconnectPolicy",
     "build_feed",
     "describe_feed",
     "feed_health",
@@ -57,6 +58,9 @@ ROUTED_LOGGER = "cryptolake_nb.cryptofeed"
 # passing a dict also keeps the CRYPTOFEED_CONFIG environment variable out of the kernel
 _CONFIG: dict[str, Any] = {"uvloop": False, "log": {"disabled": True}}
 
+REPLAY_FEED_OPTIONS: dict[str, Any] = {"candle_closed_only": False}
+"""Feed options for replaying a capture (the driver in replay.py, or a CaptureServer over the socket)."""
+
 
 def _public_channels(exchange: str) -> tuple[str, ...]:
     cls = EXCHANGE_MAP[exchange]
@@ -69,13 +73,21 @@ class FeedSpec:
 
     With `simulator` (an ExchangeSimulator or CaptureServer speaking `exchange`), the feed connects
     to it instead of the exchange.
+
+    Connections: `proxy` (a URL 'http://...' or 'socks5://...', False/'direct', or None: the
+    HTTPS_PROXY/ALL_PROXY/NO_PROXY environment; a simulated feed reads no environment) and
+    `no_proxy` (hosts that bypass it) as in proxy.py; `retries` reconnection attempts per outage
+    before the feed is failed (-1: no limit); `reconnect` the backoff and watchdog (reconnect.py).
     """
 
     exchange: str
     symbols: tuple[str, ...]
     channels: tuple[str, ...]
     simulator: LoopbackServer | None = None
-    retries: int = 10  # cryptofeed reconnect attempts before the feed dies; -1 retries forever
+    retries: int = 10  # reconnection attempts per outage before the feed fails; -1 retries forever
+    proxy: ProxySetting = None
+    no_proxy: tuple[str, ...] | None = None
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
     def __post_init__(self) -> None:
         for name in ("symbols", "channels"):
@@ -98,8 +110,13 @@ class FeedSpec:
         speaks = getattr(self.simulator, "exchange", None)
         if self.simulator is not None and self.exchange != speaks:
             raise ConfigError(f"the simulator speaks {speaks}'s protocol, not {self.exchange!r}")
-        if not isinstance(self.retries, int) or self.retries < -1:
+        if not isinstance(self.retries, int) or isinstance(self.retries, bool) or self.retries < -1:
             raise ConfigError(f"retries must be an int >= -1, got {self.retries!r}")
+        object.__setattr__(self, "proxy", normalise_setting(self.proxy))
+        if self.no_proxy is not None:
+            object.__setattr__(self, "no_proxy", split_no_proxy(self.no_proxy))
+        if not isinstance(self.reconnect, ReconnectPolicy):
+            raise ConfigError(f"reconnect must be a ReconnectPolicy, got {type(self.reconnect).__name__}")
 
     @property
     def name(self) -> str:
@@ -107,340 +124,67 @@ class FeedSpec:
         sim = "(sim)" if self.simulator is not None else ""
         return f"{self.exchange}{sim} {','.join(self.channels)} {','.join(self.symbols)}"
 
-
-class PrivateSymbolsExchange(Exchange):
-    """Sits just before Exchange in the MRO: symbols come from `own_symbols`, not cryptofeed's
-    process-wide Symbols cache (which a live feed or a replay in another thread may be using).
-    Used by the simulated feed here and by capture replay."""
-
-    own_symbols: dict[str, str] = {}
-
-    def __init__(self, config: Any = None, sandbox: bool = False, subaccount: Any = None, **kwargs: Any) -> None:
-        # what cryptofeed 2.4.1's Exchange.__init__ sets, minus reading or filling Symbols
-        self.config = Config(config=config)
-        self.sandbox, self.subaccount = sandbox, subaccount
-        keys = self.config[self.id.lower()]
-        keys = keys if subaccount is None else keys[subaccount]
-        self.key_id, self.key_secret = keys.key_id, keys.key_secret
-        self.key_passphrase, self.account_name = keys.key_passphrase, keys.account_name
-        self.ignore_invalid_instruments = self.config.ignore_invalid_instruments
-        self.normalized_symbol_mapping = dict(self.own_symbols)
-        self.exchange_symbol_mapping = {v: k for k, v in self.normalized_symbol_mapping.items()}
-
-
-REPLAY_FEED_OPTIONS: dict[str, Any] = {"candle_closed_only": False}
-"""Feed options for replaying a capture (the driver in replay.py, or a CaptureServer over the socket)."""
-
-
-def load_symbol_data(cls: type[Exchange]) -> tuple[dict, dict]:
-    """(symbols, info) as `Exchange.symbol_mapping` loads them (its endpoints, `cls.http_sync` for the
-    GETs, `_parse_symbol_data`), without reading or filling cryptofeed's process-wide Symbols cache."""
-    data = []
-    for endpoint in cls.rest_endpoints:
-        addresses = cls._symbol_endpoint_prepare(endpoint)
-        for address in addresses if isinstance(addresses, list) else [addresses]:
-            data.append(cls.http_sync.read(address, json=True, uuid=cls.id))
-    return cls._parse_symbol_data(data if len(data) > 1 else data[0])
-
-
-class _SimulatorSyncHTTP(HTTPSync):
-    """Stands in for cryptofeed's blocking `requests` calls: symbol lists come from the simulator
-    in-process; anything else is refused, so a simulated feed never leaves loopback."""
-
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-
-    def read(self, address: str, params: Any = None, headers: Any = None, json: bool = False, text: bool = True,
-             uuid: Any = None) -> Any:
-        try:
-            return self.reader.read(address, json=json)
-        except CryptolakeError as exc:
-            raise ConfigError(f"simulated feed refused a blocking request to {address}: {exc}") from exc
-
-    def write(self, address: str, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError(f"simulated feed refused a blocking request to {address}")
-
-
-class _TrustingSession:
-    """Opens cryptofeed's aiohttp session with the simulator's CA (and only it) as trust anchor."""
-
-    _ssl_context: ssl.SSLContext | None = None
-    _allowed: str = ""
-
-    async def _open(self) -> None:
-        if self.is_open:  # type: ignore[attr-defined]
-            return
-        self.conn = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl_context))
-        self.sent = self.received = 0
-        self.last_message = None
-
-
-class _TrustingHTTPConn(_TrustingSession, HTTPAsyncConn):
-    """cryptofeed's aiohttp connection for REST snapshots, trusting (and reaching) only the simulator."""
-
-    def __init__(self, conn_id: str, ssl_context: ssl.SSLContext, allowed: str) -> None:
-        super().__init__(conn_id)
-        self._ssl_context, self._allowed = ssl_context, allowed
-
-    async def read(self, address: str, *args: Any, **kwargs: Any) -> Any:
-        if not address.startswith(self._allowed):
-            raise ConfigError(f"simulated feed refused a request to {address} (not the simulator)")
-        return await super().read(address, *args, **kwargs)
-
-
-class _TrustingPoll(_TrustingSession, HTTPPoll):
-    """cryptofeed's REST poller (e.g. open interest), trusting the simulator's CA."""
-
-
-class _TrustingConcurrentPoll(_TrustingSession, HTTPConcurrentPoll):
-    """cryptofeed's concurrent REST poller, trusting the simulator's CA."""
-
-
-_TRUSTING_POLLS = {HTTPPoll: _TrustingPoll, HTTPConcurrentPoll: _TrustingConcurrentPoll}
-
-
-def _endpoint_addresses(conn: Any) -> list[str]:
-    address = getattr(conn, "address", None)
-    return list(address) if isinstance(address, (list, tuple)) else [address] if address else []
-
-
-class _SimulatedFeed:
-    """First in a simulated feed class's MRO, before the cryptofeed exchange class: endpoints and
-    TLS trust from a simulator (per instance), every connection checked to go to it."""
-
-    def __init__(self, simulator: Any, **kwargs: Any) -> None:
-        ctx = simulator.ssl_context
-        cls = type(self)
-        # proxy=None: websockets >= 15 would otherwise honour *_proxy environment variables
-        self.websocket_endpoints = [
-            dataclasses.replace(ep, address=simulator.local_url(ep.address), sandbox=None,
-                                options={**(ep.options or {}), "ssl": ctx, "proxy": None})
-            for ep in cls.websocket_endpoints]
-        self.rest_endpoints = [dataclasses.replace(ep, address=simulator.local_url(ep.address), sandbox=None)
-                               for ep in cls.rest_endpoints]
-        super().__init__(**kwargs)
-        self.http_conn = _TrustingHTTPConn(self.id, ctx, simulator.rest_url)  # type: ignore[attr-defined]
-
-    @classmethod
-    def symbol_mapping(cls, refresh: bool = False, headers: dict | None = None) -> dict:
-        raise ConfigError("a simulated feed's symbols come from its simulator, not from a request")
-
-    def connect(self) -> list:
-        entries = super().connect()  # type: ignore[misc]
-        ctx, allowed = self.http_conn._ssl_context, self.http_conn._allowed  # type: ignore[attr-defined]
-        loopback = (allowed, allowed.replace("https://", "wss://", 1))
-        for conn, *_ in entries:
-            stray = [a for a in _endpoint_addresses(conn) if not str(a).startswith(loopback)]
-            if stray:
-                raise ConfigError(f"simulated {self.id} feed would connect to {stray[0]}, "  # type: ignore[attr-defined]
-                                  "which is not its simulator")
-            trusting = _TRUSTING_POLLS.get(type(conn))
-            if trusting is not None:  # cryptofeed makes these in _connect_rest with a default session
-                conn.__class__ = trusting
-                conn._ssl_context, conn._allowed = ctx, allowed
-        return entries
-
-
-def _simulated_class(simulator: Any) -> type[Feed]:
-    """A private subclass of the exchange's cryptofeed class whose symbol data come from `simulator`."""
-    base = EXCHANGE_MAP[simulator.exchange]
-    cls = type(f"Simulated{base.__name__}", (_MonitoredFeed, _SimulatedFeed, base, PrivateSymbolsExchange),
-               {"http_sync": _SimulatorSyncHTTP(simulator.symbol_reader())})
-    try:
-        cls.own_symbols, _ = load_symbol_data(cls)
-    except CryptolakeError as exc:
-        raise ConfigError(f"{simulator.exchange}: the simulator's symbol data cannot be loaded: {exc}") from exc
-    except Exception as exc:
-        raise ConfigError(f"{simulator.exchange}: cryptofeed cannot parse the simulator's symbol data: "
-                          f"{type(exc).__name__}: {exc}") from exc
-    return cls
+    def route(self, env: Mapping[str, str] | None = None) -> ProxyRoute:
+        """Where this feed's connections go, from the settings and (read now) the environment."""
+        if self.simulator is not None and self.proxy is None:
+            return ProxyRoute()  # loopback: an environment proxy must not see the simulator's traffic
+        return resolve_route(self.proxy, no_proxy=self.no_proxy, env=env)
 
 
 def _is_async_callable(cb: object) -> bool:
     return inspect.iscoroutinefunction(cb) or inspect.iscoroutinefunction(getattr(cb, "__call__", None))
 
 
-GapCallback = Callable[..., None]
-"""Called like `GapLog.record(cause, exchange=, symbol=, channel=, start_ns=, end_ns=, count=, detail=)`."""
-
-# errors a message handler raises on a frame it cannot read (json.JSONDecodeError and
-# UnicodeDecodeError are ValueErrors, decimal.InvalidOperation an ArithmeticError) ...
-_MALFORMED_ERRORS = (ValueError, LookupError, TypeError, AttributeError, ArithmeticError)
-# ... except these, which cryptofeed raises on purpose to resynchronise by reconnecting
-_RESYNC_ERRORS = (MissingSequenceNumber, MissingMessage, BadChecksum, BidAskOverlapping)
-MALFORMED_SAMPLES = 20
-_SAMPLE_CHARS = 300
-
-
-class FeedHealth:
-    """Connection and frame accounting for one feed, from hooks `build_feed` puts around cryptofeed's
-    per-connection `subscribe` (called on every websocket (re)connection) and message handler.
-
-    - `connections`: websocket connections made (1 per connection at start, +1 per reconnect);
-      `reconnects`: those after the first on the same connection object.
-    - A reconnect is reported through `on_gap` as a `reconnect` gap per (channel, symbol) of the
-      connection, spanning [receipt time of the last frame before the drop, receipt time of the first
-      frame after it); it is reported when that first frame arrives.
-    - `malformed`: frames the exchange's parser could not read (invalid JSON, an unknown shape). They
-      are skipped instead of letting cryptofeed reconnect (a reconnect loses data), logged at WARNING
-      and the first `max_samples` kept in `malformed_samples` as (error, frame text) pairs.
-      cryptofeed's deliberate resynchronisation errors (missing sequence numbers, bad checksums) still
-      reconnect.
-    """
-
-    def __init__(self, exchange: str, *, on_gap: GapCallback | None = None, max_samples: int = MALFORMED_SAMPLES) -> None:
-        self.exchange = exchange
-        self.on_gap = on_gap
-        self.connections = 0
-        self.reconnects = 0
-        self.frames = 0
-        self.malformed = 0
-        self.malformed_samples: collections.deque[tuple[str, str]] = collections.deque(maxlen=max_samples)
-        self._lock = threading.Lock()
-
-    def status(self) -> dict[str, Any]:
-        return {"exchange": self.exchange, "connections": self.connections, "reconnects": self.reconnects,
-                "frames": self.frames, "malformed": self.malformed, "malformed_samples": list(self.malformed_samples)}
-
-    def wrap(self, feed: Any, entry: tuple) -> tuple:
-        """(conn, subscribe, handler, authenticate) with the hooks, for websocket connections."""
-        conn, subscribe, handler, *rest = entry
-        if not isinstance(conn, WSAsyncConn):
-            return entry
-        state: dict[str, Any] = {"connected": 0, "last_ns": None, "pending": None}
-
-        async def hooked_subscribe(connection: Any) -> Any:
-            now = time.time_ns()
-            with self._lock:
-                self.connections += 1
-                state["connected"] += 1
-                if state["connected"] > 1:
-                    self.reconnects += 1
-                    state["pending"] = (state["last_ns"] if state["last_ns"] is not None else state["opened_ns"],
-                                        state["connected"])
-                state["opened_ns"] = now
-            return await subscribe(connection)
-
-        async def hooked_handler(msg: Any, connection: Any, timestamp: Any) -> None:
-            now = int(timestamp * 1e9) if isinstance(timestamp, (int, float)) else time.time_ns()
-            pending = state["pending"]
-            state["last_ns"] = now
-            self.frames += 1
-            if pending is not None:
-                state["pending"] = None
-                self._report_reconnect(feed, conn, pending[0], now, pending[1])
-            try:
-                await handler(msg, connection, timestamp)
-            except _RESYNC_ERRORS:
-                raise
-            except _MALFORMED_ERRORS as exc:
-                self._skip(msg, exc)
-
-        return (conn, hooked_subscribe, hooked_handler, *rest)
-
-    def _skip(self, msg: Any, exc: BaseException) -> None:
-        self.malformed += 1
-        text = msg if isinstance(msg, str) else repr(msg)
-        text = text if len(text) <= _SAMPLE_CHARS else text[:_SAMPLE_CHARS] + "..."
-        error = f"{type(exc).__name__}: {exc}"
-        if len(self.malformed_samples) < (self.malformed_samples.maxlen or 0):
-            self.malformed_samples.append((error, text))
-        log.warning("%s: skipped a malformed frame (%d so far; %s): %s", self.exchange, self.malformed, error, text)
-
-    def _report_reconnect(self, feed: Any, conn: Any, start_ns: int, end_ns: int, connection_no: int) -> None:
-        detail = f"websocket reconnected (connection #{connection_no}); no data for {(end_ns - start_ns) / 1e9:.3f} s"
-        log.warning("%s: %s", self.exchange, detail)
-        if self.on_gap is None:
-            return
-        for channel, symbol in _subscribed(feed, conn):
-            try:
-                self.on_gap("reconnect", exchange=self.exchange, symbol=symbol, channel=channel,
-                            start_ns=start_ns, end_ns=end_ns, count=None, detail=detail)
-            except Exception:  # never raise into cryptofeed: that would reconnect again
-                log.exception("%s: could not record a reconnect gap", self.exchange)
-
-
-def _subscribed(feed: Any, conn: Any) -> list[tuple[str, str | None]]:
-    """(normalised channel, normalised symbol) pairs a websocket connection carries."""
-    pairs: list[tuple[str, str | None]] = []
-    for channel, symbols in (getattr(conn, "subscription", None) or {}).items():
-        try:
-            std_channel = feed.exchange_channel_to_std(channel)
-        except Exception:
-            std_channel = channel
-        for symbol in symbols or [None]:
-            try:
-                std_symbol = symbol if symbol is None else feed.exchange_symbol_to_std_symbol(symbol)
-            except Exception:
-                std_symbol = symbol
-            pairs.append((std_channel, std_symbol))
-    return pairs or [(c, None) for c in (getattr(feed, "_feed_config", None) or {None: None})]
-
-
-# feed -> its FeedHealth; kept outside the feed so its attributes stay exactly cryptofeed's
-_HEALTH: weakref.WeakKeyDictionary[Any, FeedHealth] = weakref.WeakKeyDictionary()
-
-
-class _MonitoredFeed:
-    """First in a built feed class's MRO: wraps each connection's subscribe and message handler."""
-
-    def connect(self) -> list:
-        entries = super().connect()  # type: ignore[misc]
-        health = _HEALTH.get(self)
-        return entries if health is None else [health.wrap(self, entry) for entry in entries]
-
-
-_MONITORED: dict[type, type] = {}
-
-
-def _monitored_class(base: type) -> type:
-    cls = _MONITORED.get(base)
-    if cls is None:
-        cls = _MONITORED[base] = type(base.__name__, (_MonitoredFeed, base), {})
-    return cls
-
-
 def feed_health(feed: Feed) -> FeedHealth | None:
     """The FeedHealth `build_feed` attached to `feed`, if any."""
-    return _HEALTH.get(feed)
+    runtime = runtime_of(feed)
+    return None if runtime is None else runtime.health
 
 
 def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback], *, on_gap: GapCallback | None = None,
-               health: FeedHealth | None = None) -> Feed:
+               health: FeedHealth | None = None, rng: random.Random | None = None,
+               env: Mapping[str, str] | None = None) -> Feed:
     """Make the cryptofeed Feed for `spec`; the simulator's when set, else the real exchange's.
 
     Call it on the thread whose event loop will run the feed. Without a simulator, cryptofeed
-    fetches the exchange's symbol list with a blocking request at construction.
+    fetches the exchange's symbol list with a blocking request at construction (here through the
+    feed's proxy, with a timeout; an unreachable proxy raises ProxyError).
 
-    The feed counts its connections and skips malformed frames (`FeedHealth`, as `health` or a new
-    one, reachable with `feed_health(feed)`); reconnects are reported to `on_gap` (or `health.on_gap`),
-    e.g. `GapLog.record`.
+    The feed counts its connections, skips malformed frames and reconnects by `spec.reconnect`
+    (`FeedHealth`, as `health` or a new one, reachable with `feed_health(feed)`); reconnects,
+    watchdog trips and a failed feed are reported to `on_gap` (or `health.on_gap`), e.g.
+    `GapLog.record`. `rng` draws the backoff jitter; `env` replaces os.environ for the proxy.
     """
     for channel, cb in callbacks.items():
         if channel not in spec.channels:
             raise ConfigError(f"callback for channel {channel!r} which the spec does not subscribe ({', '.join(spec.channels)})")
         if not _is_async_callable(cb):
             raise ConfigError(f"callback for {channel!r} must be an async callable (obj, receipt_timestamp), got {cb!r}")
+    route = spec.route(env)
     kwargs: dict[str, Any] = dict(
         symbols=list(spec.symbols), channels=list(spec.channels), callbacks=dict(callbacks),
         retries=spec.retries, config=dict(_CONFIG),
     )
     if getattr(spec.simulator, "capture", None) is not None:
         kwargs.update(REPLAY_FEED_OPTIONS)  # the same feed options as the replay driver
+    ssl_context, allowed = None, None
     try:
         if spec.simulator is not None:
-            feed = _simulated_class(spec.simulator)(spec.simulator, **kwargs)
+            ssl_context, allowed = spec.simulator.ssl_context, simulator_prefixes(spec.simulator)
+            feed = simulated_class(spec.simulator)(spec.simulator, **kwargs)
         else:
-            feed = _monitored_class(EXCHANGE_MAP[spec.exchange])(**kwargs)
+            feed = managed_class(EXCHANGE_MAP[spec.exchange], route)(**kwargs)
     except UnsupportedSymbol as exc:
         raise ConfigError(f"{exc} (requested symbols: {', '.join(spec.symbols)})") from exc
     except UnsupportedDataFeed as exc:
         raise ConfigError(str(exc)) from exc
+    feed.http_conn = RoutedHTTPConn(feed.id, route, ssl_context, allowed)
     if health is None:
         health = FeedHealth(spec.exchange, on_gap=on_gap)
     elif on_gap is not None:
         health.on_gap = on_gap
-    _HEALTH[feed] = health
+    health.proxy = route.describe()
+    attach(feed, FeedRuntime(health, route, spec.retries, spec.reconnect, rng or random.Random(), ssl_context, allowed))
     return feed
 
 
@@ -453,7 +197,18 @@ class _Forward(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.target.isEnabledFor(record.levelno):
-            self.target.handle(record)
+            self.target.handle(_redacted(record))
+
+
+def _redacted(record: logging.LogRecord) -> logging.LogRecord:
+    """A copy with URL credentials masked in the message and traceback (cryptofeed logs exceptions
+    whose text may hold a proxy URL)."""
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.msg, copy.args = redact(record.getMessage()), None
+    if record.exc_info:
+        copy.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        copy.exc_info = None
+    return copy
 
 
 def route_cryptofeed_logging(level: int = logging.WARNING) -> logging.Logger:

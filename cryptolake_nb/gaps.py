@@ -19,7 +19,8 @@ __all__ = ["CAUSES", "GAPS_SCHEMA", "GapLog"]
 
 log = logging.getLogger(__name__)
 
-CAUSES = ("reconnect", "sequence_break", "checksum", "silence", "journal_tail_lost", "quarantined", "dropped")
+CAUSES = ("reconnect", "sequence_break", "checksum", "silence", "journal_tail_lost", "quarantined", "dropped",
+          "feed_failed")
 
 GAPS_SCHEMA = pa.schema([
     pa.field("cause", pa.string()),       # one of CAUSES

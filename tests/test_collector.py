@@ -242,7 +242,8 @@ def test_unreachable_endpoint_fails_into_status_and_log(collectors: list[Collect
     errors = c.status()["errors"]
     assert errors and "retries" in errors[-1]
     assert any(r.name == "cryptolake_nb.collector" and r.levelno == logging.ERROR for r in caplog.records)
-    assert any(r.name == "feedhandler" and "connection" in r.getMessage() for r in caplog.records)
+    assert any(r.name == "cryptolake_nb.feed_health" and "gave up" in r.getMessage()
+               and "Connect call failed" in r.getMessage() for r in caplog.records)
     t0 = time.monotonic()
     c.stop()
     assert time.monotonic() - t0 < 5.0
