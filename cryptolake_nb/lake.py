@@ -182,16 +182,25 @@ class Lake:
 
         return {ch: callback_for(self, ch) for ch in channels}
 
-    def subscribe(self, exchange: str, symbols: Sequence[str], channels: Sequence[str] = ("trades",), *, simulator: Any = None) -> "FeedSpec":
-        """Add a feed that `start()` will run; returns the validated spec."""
-        from .feeds import FeedSpec
+    def subscribe(self, exchange: str, symbols: Sequence[str], channels: Sequence[str] = ("trades",), *,
+                  simulator: Any = None, proxy: Any = None, no_proxy: Any = None, retries: int = 10,
+                  reconnect: Any = None) -> "FeedSpec":
+        """Add a feed that `start()` will run; returns the validated spec.
+
+        `proxy` ('http://host:port', 'socks5://user:pw@host:port', False for none; default: the
+        HTTPS_PROXY/ALL_PROXY/NO_PROXY environment), `no_proxy`, `retries` (reconnection attempts per
+        outage, -1 for no limit) and `reconnect` (a `ReconnectPolicy`: backoff, watchdog): see FeedSpec.
+        """
+        from .feeds import FeedSpec, ReconnectPolicy
 
         if isinstance(symbols, str):
             symbols = [symbols]
         check_value("exchange", exchange)
         for symbol in symbols:
             check_value("symbol", symbol)  # refused now, not as rejected rows later
-        spec = FeedSpec(exchange=exchange, symbols=tuple(symbols), channels=tuple(channels), simulator=simulator)
+        spec = FeedSpec(exchange=exchange, symbols=tuple(symbols), channels=tuple(channels), simulator=simulator,
+                        proxy=proxy, no_proxy=no_proxy, retries=retries,
+                        reconnect=ReconnectPolicy() if reconnect is None else reconnect)
         self.callbacks(spec.channels)  # refuses channels the lake cannot store
         self._subscriptions.append(spec)
         return spec
