@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .jupysql import JupysqlBridge
 from .lake import Lake, active_lake
 from .magics import LakeMagics
 
@@ -19,11 +20,13 @@ def load(ipython: Any) -> Lake:
     lake = Lake().activate()
     ipython.register_magics(LakeMagics(ipython, lake))
     ipython.push({"lake": lake})
+    JupysqlBridge(ipython, lake).install()  # %sql / %%sql (jupysql) see the lake's views, in either load order
     return lake
 
 
 def unload(ipython: Any) -> None:
-    """Stop the collector, flush, close DuckDB and drop the magics."""
+    """Stop the collector, flush, close DuckDB and drop the magics (and the lake's jupysql connection)."""
+    JupysqlBridge.uninstall_all(ipython)
     try:
         lake = active_lake()
     except Exception:

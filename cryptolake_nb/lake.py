@@ -24,12 +24,14 @@ from .journal import Durability, Journal
 from .gaps import GapLog
 from .lock import WriterLock
 from .compact import Compacted, Compactor
+from .explain import QueryPlan, TableScan
 from .manifest import FileEntry, Manifest
 from .orphans import sweep_orphans
 from .retire import Retirer
 from .verify import VerifyReport, verify
 from .partitions import check_value
 from .progress import ProgressBar
+from .pruning import Prune, prune_from_tree
 from .quarantine import RejectLog
 from .querylog import QueryLog
 from .sequence import SequenceDetector
@@ -37,7 +39,7 @@ from .status_view import StatusView, gaps_summary
 from .recovery import restore_from_journal
 from .tables import TABLES
 from .sink import ParquetSink
-from .view import LakeView, Source, tables_in
+from .view import LakeView, Source, check_select, tables_in
 
 if TYPE_CHECKING:
     from .collector import Collector
@@ -49,6 +51,7 @@ __all__ = ["Lake", "active_lake"]
 log = logging.getLogger(__name__)
 
 Output = Literal["pandas", "polars", "arrow"]
+SourceKind = Literal["all", "live", "history"]  # which side of each view a query reads
 _ACTIVE: "Lake | None" = None
 
 
@@ -152,7 +155,8 @@ class Lake:
                                     min_files=self.config.compact_min_files)
         if self.config.autocompact:
             self._flusher.after_flush = self._background_compact
-        self.memory = MemoryGuard(self._buffers, self._journal, self.gaps, self.config.memory_cap_bytes)
+        self.memory = MemoryGuard(self._buffers, self._journal, self.gaps, self.config.memory_cap_bytes,
+                                  other=self.dedup.nbytes)
         self._flusher.guard = self.memory
         self.recovered: dict[str, int] = {}  # rows put back from the journal at open
         if self._journal is not None:
@@ -257,48 +261,100 @@ class Lake:
     # -- query ----------------------------------------------------------------------------
     def sources(self, *, exchange: str | None = None, symbols: Sequence[str] | None = None,
                 start_ns: int | None = None, end_ns: int | None = None,
-                tables: Iterable[str] | None = None) -> dict[str, Source]:
+                tables: Iterable[str] | None = None, source: SourceKind = "all",
+                filters: Mapping[str, Prune] | None = None) -> dict[str, Source]:
         """One consistent snapshot of `tables` (all by default): committed files and live rows,
-        each row in exactly one."""
+        each row in exactly one. `source` "history" leaves out live rows, "live" leaves out files;
+        `filters` adds per-table file filters (pruning.Prune) to the keyword ones."""
+        base = Prune.of(exchange, symbols, start_ns, end_ns)
+        out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
+        for name, (entries, live) in self._snapshot(tables, source).items():
+            keep = base & (filters or {}).get(name, Prune())
+            out[name] = Source(tuple(str(self.root / e.path) for e in entries if keep.keeps(e)), live)
+        return out
+
+    def _snapshot(self, tables: Iterable[str] | None,
+                  source: SourceKind) -> dict[str, tuple[tuple[FileEntry, ...], pa.Table]]:
+        """(committed files, live rows) per table, taken under the commit lock: the exactly-once point."""
+        if source not in ("all", "live", "history"):
+            raise ConfigError(f"source must be 'all', 'live' or 'history', got {source!r}")
         if self.read_only:
             self._manifest.refresh()  # follow the writer's commits
         wanted = self._buffers if tables is None else {t: b for t, b in self._buffers.items() if t in set(tables)}
         with self._commit_lock:
-            snap = {name: (self._manifest.files(name), buf.snapshot_table()) for name, buf in wanted.items()}
-        out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
-        for name, (entries, live) in snap.items():
-            keep = [
-                str(self.root / e.path) for e in entries
-                if (exchange is None or e.exchange == exchange)
-                and (symbols is None or e.symbol in symbols)
-                and (start_ns is None or e.max_ts >= start_ns)
-                and (end_ns is None or e.min_ts < end_ns)
-            ]
-            out[name] = Source(tuple(keep), live)
-        return out
+            return {
+                name: (() if source == "live" else self._manifest.files(name),
+                       buf.schema.empty_table() if source == "history" else buf.snapshot_table())
+                for name, buf in wanted.items()
+            }
 
-    def query_arrow(self, query: str, params: Mapping[str, Any] | None = None, **prune: Any) -> pa.Table:
+    def query_arrow(self, query: str, params: Mapping[str, Any] | None = None, *, source: SourceKind = "all",
+                    **prune: Any) -> pa.Table:
         """Like `sql` with an Arrow result; `prune` (exchange, symbols, start_ns, end_ns) skips
-        committed files the manifest shows cannot match, before DuckDB opens any."""
+        committed files the manifest shows cannot match, before DuckDB opens any (so do simple
+        exchange/symbol/ts conditions in the statement's own WHERE: see pruning.py)."""
+        return self.query_timed(query, params, source=source, **prune)[0]
+
+    def query_timed(self, query: str, params: Mapping[str, Any] | None = None, *, source: SourceKind = "all",
+                    **prune: Any) -> tuple[pa.Table, dict[str, Any]]:
+        """`query_arrow` and the query's record in `lake.queries` (ms, duckdb_ms, rows, files, live_rows)."""
         started = time.perf_counter()
+        check_select(query)  # refused before anything is sealed or snapshotted
         ticket = self._retirer.begin_query()
         try:
             read = names = tables_in(query)
             if names is not None and names & {"gaps", "quarantine"}:
                 names = None  # bookkeeping rows come from sealing every table
-            sources = self.sources(tables=names, **prune)  # seal only what the query reads
+            filters = self._sql_filters(query, params, names, source)
+            sources = self.sources(tables=names, source=source, filters=filters, **prune)  # seal only what is read
+            engine_started = time.perf_counter()
             result = self._view.query(query, params, sources)
+            duckdb_ms = (time.perf_counter() - engine_started) * 1e3
         finally:
             self._retirer.end_query(ticket)
-        self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
-        return result
+        entry = self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
+        entry.update(duckdb_ms=duckdb_ms, source=source)
+        return result, entry
 
-    def sql(self, query: str, params: Mapping[str, Any] | None = None, to: Output = "pandas") -> Any:
-        """Run one SELECT over the lake's views (`trades`, ...); `$name` binds params[name]."""
-        return convert(self.query_arrow(query, params), to)
+    def _sql_filters(self, query: str, params: Mapping[str, Any] | None, names: set[str] | None,
+                     source: SourceKind) -> dict[str, Prune]:
+        """File filters implied by the statement's own WHERE clauses (parsed only when that can matter)."""
+        if source == "live" or "where" not in query.lower():
+            return {}
+        candidates = [t for t in (self._buffers if names is None else names)
+                      if t in self._buffers and self._manifest.files(t)]
+        if not candidates:
+            return {}
+        return prune_from_tree(self._view.statement_tree(query), candidates, params, self._view.timestamp_ns)
 
-    def explain(self, query: str, params: Mapping[str, Any] | None = None) -> str:
-        return self._view.explain(query, params, self.sources())
+    def sql(self, query: str, params: Mapping[str, Any] | None = None, to: Output = "pandas", *,
+            source: SourceKind = "all") -> Any:
+        """Run one SELECT over the lake's views (`trades`, ...); `$name` binds params[name];
+        `source="live"` or `"history"` reads only the live buffer or only committed files."""
+        return convert(self.query_arrow(query, params, source=source), to)
+
+    def explain(self, query: str, params: Mapping[str, Any] | None = None, *, source: SourceKind = "all",
+                **prune: Any) -> QueryPlan:
+        """Without running `query`: per table it reads, the partitions, files and rows that pruning
+        keeps of those available (and the live rows), with DuckDB's plan."""
+        check_select(query)
+        read = tables_in(query)
+        names = None if read is None or read & {"gaps", "quarantine"} else read
+        filters = self._sql_filters(query, params, names, source)
+        base = Prune.of(**prune)
+        scans, sources = [], {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
+        for name, (entries, live) in self._snapshot(names, source).items():
+            keep = base & filters.get(name, Prune())
+            kept = [e for e in entries if keep.keeps(e)]
+            sources[name] = Source(tuple(str(self.root / e.path) for e in kept), live)
+            if read is None or name in read:
+                scans.append(TableScan.of(name, keep.describe(), kept, entries, live.num_rows))
+        ticket = self._retirer.begin_query()
+        try:
+            plan = self._view.explain(query, params, sources)
+        finally:
+            self._retirer.end_query(ticket)
+        return QueryPlan(query, source, tuple(scans), plan)
 
     # -- quant helpers (docs/helpers.md): each is the module function with lake=self ----------
     def vwap(self, symbols: str | Sequence[str], *args: Any, **kwargs: Any) -> Any:

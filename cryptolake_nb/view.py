@@ -1,6 +1,7 @@
 """DuckDB: one view per table = committed Parquet files UNION ALL a snapshot of the live buffer."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -12,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from .errors import ForbiddenQueryError, QueryError
+from .pruning import TIME_CASTS
 
 __all__ = ["LakeView", "Source", "tables_in", "used_parameters"]
 
@@ -67,6 +69,8 @@ class LakeView:
                 self._define(cur, name, source)
             rel = cur.sql(sql, params=bound) if bound else cur.sql(sql)
             return _utc(rel.to_arrow_table())
+        except duckdb.InterruptException:
+            raise KeyboardInterrupt from None  # Ctrl-C / kernel interrupt: not a query error
         except duckdb.PermissionException as exc:
             raise ForbiddenQueryError(_one_line(exc)) from None
         except duckdb.Error as exc:
@@ -87,6 +91,33 @@ class LakeView:
             raise QueryError(_one_line(exc)) from None
         finally:
             cur.close()
+
+    def statement_tree(self, sql: str) -> dict[str, Any] | None:
+        """DuckDB's own parse tree of `sql` (json_serialize_sql), or None when it cannot give one."""
+        cur = self._cursor()
+        try:
+            text = cur.execute("SELECT json_serialize_sql($q)", {"q": sql}).fetchall()[0][0]
+            tree = json.loads(text)
+        except (duckdb.Error, ValueError, IndexError):
+            return None
+        finally:
+            cur.close()
+        return None if not isinstance(tree, dict) or tree.get("error") else tree
+
+    def timestamp_ns(self, value: Any, cast: str | None = None) -> int | None:
+        """ns since the epoch of `value` as DuckDB compares it with a TIMESTAMPTZ column (UTC session);
+        `cast` (one of pruning.TIME_CASTS) is applied first, as a typed literal would be. None if it fails."""
+        if cast is not None and cast not in TIME_CASTS:
+            return None
+        expr = "$v" if cast is None else f"CAST($v AS {cast})"
+        cur = self._cursor()
+        try:
+            row = cur.execute(f"SELECT epoch_ns(CAST({expr} AS TIMESTAMPTZ_NS))", {"v": value}).fetchall()
+        except (duckdb.Error, TypeError, ValueError, OverflowError):
+            return None
+        finally:
+            cur.close()
+        return row[0][0] if row and isinstance(row[0][0], int) else None
 
     def keys_since(self, files: list[str], schema: pa.Schema, cols: tuple[str, ...], since_ns: int) -> list[tuple]:
         """(ts ns, *cols) of the rows of `files` from `since_ns` on; timestamps as int ns."""
