@@ -30,7 +30,8 @@ from .errors import (
 from .flow import trade_imbalance, volume_profile
 from .ingest import TradeLake
 from .lake import Lake, active_lake
-from .plots import LiveChart, plot_book, plot_line, plot_ohlc
+from .live_chart import LiveChart
+from .plots import plot_book, plot_line, plot_ohlc
 from .quotes import mid, spread
 from .resample import resample
 
