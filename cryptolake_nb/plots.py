@@ -20,7 +20,7 @@ from .errors import ConfigError
 __all__ = ["plot_book", "plot_line", "plot_ohlc"]
 
 UP, DOWN = "#26a69a", "#ef5350"  # up candles / bids, down candles / asks
-OHLC_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+OHLC_COLUMNS = ("ts", "open", "high", "low", "close")  # and `volume`, drawn in a panel below when present
 _BOOK_LEVELS = ("side", "price", "size")
 _BOOK_BANDS = ("exchange", "mid", "bid_size", "ask_size")
 
@@ -109,16 +109,22 @@ def _title(df: pd.DataFrame, default: str) -> str:
     return " ".join(names + [default])
 
 
-def _draw_ohlc(fig: Any, df: pd.DataFrame, title: str | None, symbol: str | None, exchange: str | None) -> None:
+def _draw_ohlc(fig: Any, df: pd.DataFrame, title: str | None, symbol: str | None, exchange: str | None,
+               ax: Any = None) -> None:
+    """Candles on `ax` (given: no volume panel), else on new axes of `fig` with volume below if present."""
     what = "plot_ohlc"
     _require(df, OHLC_COLUMNS, what)
     df = _one(_one(df, "symbol", symbol, what), "exchange", exchange, what)
     x = _times(df["ts"], what)
-    o, h, lo, c, v = (_numbers(df, col, what) for col in OHLC_COLUMNS[1:])
+    o, h, lo, c = (_numbers(df, col, what) for col in OHLC_COLUMNS[1:])
     steps = np.diff(np.unique(x))
     width = 0.7 * (steps.min() if len(steps) else 1 / 1440)  # one bar alone: a minute wide
     colors = np.where(c >= o, UP, DOWN)
-    ax, vax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    vax = None
+    if ax is None and "volume" in df.columns:
+        ax, vax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    elif ax is None:
+        ax = fig.subplots()
     ax.vlines(x, lo, h, colors=colors, linewidth=1, label="wicks")
     span = np.nanmax(h) - np.nanmin(lo) if np.isfinite(h).any() else 0.0
     height = np.maximum(np.abs(c - o), span * 0.002 or 1e-9)  # a doji still shows a line
@@ -128,23 +134,26 @@ def _draw_ohlc(fig: Any, df: pd.DataFrame, title: str | None, symbol: str | None
             if cov < 1:
                 patch.set_hatch("//")
                 patch.set_alpha(0.45)
-    vax.bar(x, v, width, color=colors, alpha=0.7, label="volume")
+    if vax is not None:
+        vax.bar(x, _numbers(df, "volume", what), width, color=colors, alpha=0.7, label="volume")
+        vax.set_ylabel("volume")
     ax.set_ylabel("price")
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    vax.set_ylabel("volume")
-    _time_axis(vax)
+    _time_axis(vax if vax is not None else ax)
     ax.set_title(title or _title(df, "OHLC"))
 
 
-def plot_ohlc(bars: Any, *, title: str | None = None, symbol: str | None = None, exchange: str | None = None) -> Any:
+def plot_ohlc(bars: Any, *, title: str | None = None, symbol: str | None = None, exchange: str | None = None,
+              ax: Any = None) -> Any:
     """Candlesticks (teal up, red down) over a volume panel, from `ohlc()` output: ts, open, high,
-    low, close, volume (pandas, polars or Arrow). Bars with `coverage` < 1 (partly inside a known
-    gap) are hatched. A frame with several symbols needs `symbol=`.
+    low, close[, volume] (pandas, polars or Arrow). Bars with `coverage` < 1 (partly inside a known
+    gap) are hatched. A frame with several symbols needs `symbol=`. With `ax` (matplotlib Axes), the
+    candles go there, without a volume panel, and `ax`'s figure is returned.
 
     >>> plot_ohlc(lake.ohlc("BTC-USDT", "1min"))            # doctest: +SKIP
     """
-    fig = _new_figure((10, 5))
-    _draw_ohlc(fig, _frame(bars, "plot_ohlc"), title, symbol, exchange)
+    fig = _new_figure((10, 5)) if ax is None else ax.figure
+    _draw_ohlc(fig, _frame(bars, "plot_ohlc"), title, symbol, exchange, ax)
     return fig
 
 

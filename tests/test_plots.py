@@ -70,6 +70,17 @@ def test_volume_panel_and_labels(bars_lake):
     assert plot_ohlc(bars).axes[0].get_title() == "OHLC"  # no symbol column for one symbol: plain default
 
 
+def test_without_volume_or_into_given_axes_candles_alone(bars_lake):
+    bars = bars_lake.ohlc("BTC-USDT", "1s")
+    fig = plot_ohlc(bars.drop(columns="volume"))
+    assert len(fig.axes) == 1 and len(body_container(fig)) == 6 and fig.axes[0].get_xlabel() == "time (UTC)"
+    host = Figure()
+    left, right = host.subplots(1, 2)
+    assert plot_ohlc(bars, ax=right) is host
+    assert len(host.axes) == 2 and not left.containers and len(right.containers[0]) == 6
+    assert [c.get_label() for c in right.containers] == ["candles"]  # no volume panel when placed
+
+
 def test_polars_and_arrow_frames_draw_the_same_candles(bars_lake):
     pandas = plot_ohlc(bars_lake.ohlc("BTC-USDT", "1s"))
     for to in ("polars", "arrow"):
@@ -98,8 +109,8 @@ def test_several_symbols_need_a_choice(bars_lake, make_trade):
 
 def test_bad_frames_raise_config_errors(bars_lake):
     bars = bars_lake.ohlc("BTC-USDT", "1s")
-    with pytest.raises(ConfigError, match="missing volume"):
-        plot_ohlc(bars.drop(columns="volume"))
+    with pytest.raises(ConfigError, match="missing close"):
+        plot_ohlc(bars.drop(columns="close"))
     with pytest.raises(ConfigError, match="no rows"):
         plot_ohlc(bars.iloc[:0])
     with pytest.raises(ConfigError, match="no rows"):
