@@ -182,6 +182,7 @@ class FeedHealth:
         link = self._link(conn)
         now = self.clock.time_ns()
         with self._lock:
+            self.failures += 1
             self.last_error = f"retries exhausted: {reason}"
             link.state = "failed"
         start = link.last_ns if link.last_ns is not None else link.opened_ns
