@@ -1,0 +1,240 @@
+"""asof_join and resample against pandas (merge_asof, a hand-made grid) on lake tables across history
+and live and on frames; properties: an as-of match never looks ahead and respects the tolerance."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cryptolake_nb import ConfigError, Lake, asof_join, mid, resample
+
+from feeding import put
+from helper_market import EXCHANGE, SYMBOLS, T0, build
+
+SEC = 10**9
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    lake, ref = build(tmp_path_factory.mktemp("asof") / "lake")
+    yield lake, ref
+    lake.close()
+
+
+def on_binance(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame.exchange == EXCHANGE].sort_values(["ts", "exchange", "symbol"], kind="stable").reset_index(drop=True)
+
+
+def merged(trades: pd.DataFrame, ticker: pd.DataFrame, tolerance: str | None) -> pd.DataFrame:
+    right = ticker.assign(quote_ts=ticker.ts)[["ts", "exchange", "symbol", "bid", "ask", "quote_ts"]]
+    out = pd.merge_asof(trades, right.sort_values("ts"), on="ts", by=["exchange", "symbol"], direction="backward",
+                        tolerance=None if tolerance is None else pd.Timedelta(tolerance))
+    return out.assign(staleness=out.ts - out.quote_ts)
+
+
+@pytest.mark.parametrize("tolerance", ["3s", None])
+def test_two_lake_tables_equal_merge_asof(market, tolerance):
+    lake, ref = market
+    got = asof_join("trades", "ticker", list(SYMBOLS), exchange=EXCHANGE, tolerance=tolerance,
+                    columns=["bid", "ask"], lake=lake)
+    exp = merged(on_binance(ref["trades"]), on_binance(ref["ticker"]), tolerance)
+    assert list(got.columns) == ["exchange", "symbol", "side", "amount", "price", "trade_id", "type", "extra", "ts",
+                                 "receipt_ts", "bid", "ask", "staleness"]
+    assert list(got.ts) == list(exp.ts) and list(got.symbol) == list(exp.symbol)
+    np.testing.assert_allclose(got.price, exp.price, rtol=0)
+    np.testing.assert_allclose(got.bid, exp.bid, rtol=0)
+    np.testing.assert_allclose(got.ask, exp.ask, rtol=0)
+    assert (got.staleness.isna() == exp.staleness.isna()).all()
+    assert (got.staleness.dropna() == exp.staleness.dropna()).all()
+    assert (got.staleness.dropna() >= pd.Timedelta(0)).all()
+    if tolerance:
+        assert got.ask.isna().sum() > 100 and (got.staleness.dropna() <= pd.Timedelta(tolerance)).all()
+
+
+def test_start_end_bound_the_left_rows_and_the_right_side_looks_back(market):
+    lake, ref = market
+    trades, ticker = on_binance(ref["trades"]), on_binance(ref["ticker"])
+    start, end = trades.ts.iloc[1000], trades.ts.iloc[2500]
+    got = lake.asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, start=start, end=end, tolerance="1min")
+    left = trades[(trades.ts >= start) & (trades.ts < end) & (trades.symbol == "ETH-USDT")]
+    exp = merged(left, ticker, "1min")
+    assert len(got) == len(exp) and got.ts.min() >= start
+    np.testing.assert_allclose(got.ask, exp.ask, rtol=0)
+    assert got.staleness.equals(exp.staleness)
+    assert {"extra_right", "receipt_ts_right"} <= set(got.columns)  # colliding right columns are suffixed
+
+
+def test_frames_keep_the_left_order_and_work_without_a_lake(market):
+    lake, ref = market
+    trades, ticker = on_binance(ref["trades"]), on_binance(ref["ticker"])
+    left = trades.sample(frac=0.3, random_state=1)[["ts", "symbol", "price"]]  # shuffled on purpose
+    right = ticker[["ts", "symbol", "bid", "ask"]]
+    got = asof_join(left, pl.from_pandas(right), tolerance="10s")
+    exp = pd.merge_asof(left.reset_index().sort_values("ts"), right.assign(rts=right.ts), on="ts", by="symbol",
+                        tolerance=pd.Timedelta("10s")).set_index("index").loc[left.index]
+    assert list(got.columns) == ["ts", "symbol", "price", "bid", "ask", "staleness"]
+    assert list(got.ts) == list(left.ts)
+    np.testing.assert_allclose(got.ask, exp.ask, rtol=0)
+    assert got.staleness.equals((exp.ts - exp.rts).rename("staleness").reset_index(drop=True))
+    # a frame against a lake table: the table part is read with its filters first
+    mixed = asof_join(pa.Table.from_pandas(left, preserve_index=False), "ticker", exchange=EXCHANGE,
+                      tolerance="10s", columns="ask", lake=lake, to="arrow")
+    assert isinstance(mixed, pa.Table)
+    np.testing.assert_array_equal(mixed.column("ask").to_numpy(zero_copy_only=False), got.ask)
+
+
+def test_joining_bars_to_quotes_with_resample_fill(market):
+    lake, _ = market
+    quotes = mid("BTC-USDT", "10s", exchange=EXCHANGE, lake=lake)
+    bars = lake.ohlc("BTC-USDT", "1min", exchange=EXCHANGE)
+    grid = resample(quotes, "10s", "previous")
+    got = asof_join(bars, grid, columns="mid", tolerance="10s")
+    inside = (got.ts >= grid.ts.min()) & (got.ts <= grid.ts.max())
+    assert inside.sum() > 50 and (got.staleness[inside] == pd.Timedelta(0)).all()
+    np.testing.assert_array_equal(got.mid[inside], grid.set_index("ts").mid.loc[got.ts[inside]])
+    assert got.mid[got.ts < grid.ts.min()].isna().all()
+    assert got.mid[got.ts > grid.ts.max()].isna().all()  # beyond the tolerance of the last quote
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"left": "nope", "right": "ticker"}, "left must be a lake table"),
+    ({"left": "trades", "right": 5}, "right must be a lake table name or a pandas"),
+    ({"left": "trades", "right": "ticker", "on": "price"}, "on must name a column of table 'ticker'"),
+    ({"left": "trades", "right": "ticker", "on": "amount"}, "on must name a column of table 'ticker'"),
+    ({"left": "trades", "right": "trades", "on": "price"}, "on must name a timestamp column"),
+    ({"left": "trades", "right": "ticker", "by": ["side"]}, "by must name a column of table 'ticker'"),
+    ({"left": "trades", "right": "ticker", "columns": ["bid", "price; --"]}, "columns must name a column"),
+    ({"left": "trades", "right": "ticker", "tolerance": "soon"}, "tolerance"),
+    ({"left": "trades", "right": "ticker", "by": [1]}, "by must be a column name"),
+    ({"left": pd.DataFrame({"ts": [], "__cl_t": []}), "right": "ticker"}, "starting with '__cl_'"),
+    ({"left": pd.DataFrame({"ts": pd.to_datetime([0]), "staleness": [1]}), "right": "ticker"}, "staleness"),
+])
+def test_bad_asof_arguments(market, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        asof_join(lake=market[0], **kwargs)
+
+
+def grid_reference(frame: pd.DataFrame, step: int, fill: str, keys: list[str], lo=None, hi=None) -> pd.DataFrame:
+    """The last row per (keys, bucket), then every bucket of each group's span, filled by rows."""
+    f = frame.assign(b=frame.ts.astype("int64") // step * step).sort_values([*keys, "ts"], kind="stable")
+    last = f.drop_duplicates([*keys, "b"], keep="last")
+    if fill == "none":
+        return last.assign(ts=pd.to_datetime(last.b, utc=True), filled=False).drop(columns="b")
+    parts = []
+    for key, g in (last.groupby(keys, sort=True) if keys else [((), last)]):
+        buckets = np.arange(g.b.min() if lo is None else lo, (g.b.max() if hi is None else hi) + step, step)
+        have = pd.Series(g.b.to_numpy(), index=g.b.to_numpy())
+        src = have.reindex(buckets)
+        if fill == "previous":
+            src = src.ffill()
+        rows = g.set_index("b").reindex(src.to_numpy()).reset_index(drop=True)
+        for k, v in zip(keys, key if isinstance(key, tuple) else (key,)):
+            rows[k] = v
+        rows["ts"] = pd.to_datetime(buckets, utc=True)
+        rows["filled"] = (src.to_numpy() != buckets)
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)[[*frame.columns, "filled"]]
+
+
+@pytest.mark.parametrize("fill", ["none", "null", "previous"])
+def test_resample_a_lake_table_equals_pandas(market, fill):
+    lake, ref = market
+    ticker = ref["ticker"][ref["ticker"].exchange == EXCHANGE]
+    got = resample("ticker", "30s", fill, symbols=list(SYMBOLS), exchange=EXCHANGE, lake=lake)
+    exp = grid_reference(ticker, 30 * SEC, fill, ["exchange", "symbol"])
+    assert list(got.columns) == ["exchange", "symbol", "bid", "ask", "extra", "ts", "receipt_ts", "filled"]
+    assert list(got.ts) == list(exp.ts) and list(got.symbol) == list(exp.symbol)
+    np.testing.assert_allclose(got.bid, exp.bid, rtol=0)  # the last row's bid, even when it is missing
+    np.testing.assert_allclose(got.ask, exp.ask, rtol=0)
+    assert list(got.filled) == list(exp.filled)
+    assert (fill == "none") == (not got.filled.any())
+
+
+def test_resample_a_frame_within_start_and_end(market):
+    lake, _ = market
+    bars = lake.ohlc(["BTC-USDT", "ETH-USDT"], "1min", exchange=EXCHANGE, to="polars")
+    first = pd.Timestamp(bars["ts"].min())
+    start, end = first - pd.Timedelta("3min"), first + pd.Timedelta("30min")
+    got = resample(bars, "1min", "previous", start=start, end=end, to="polars")
+    assert isinstance(got, pl.DataFrame) and got.height == 2 * 33
+    exp = grid_reference(bars.to_pandas(), 60 * SEC, "previous", ["symbol"], lo=start.value,
+                         hi=(end.value - 1) // (60 * SEC) * (60 * SEC))
+    np.testing.assert_allclose(got["close"].to_numpy().astype(float), exp.close.to_numpy(), rtol=0)
+    assert got["close"].head(3).null_count() == 3  # nothing before the first bar to carry
+    with pytest.raises(ConfigError, match="buckets"):
+        resample(bars, "1ns", "null")
+    with pytest.raises(ConfigError, match="fill must be one of 'none', 'previous', 'null'"):
+        resample(bars, "1min", "ffill")
+
+
+settle = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+times = st.lists(st.integers(0, 10_000), min_size=1, max_size=40, unique=True)
+
+
+@given(left=times, right=times, tol=st.one_of(st.none(), st.integers(1, 3000)),
+       keys=st.lists(st.sampled_from("ab"), min_size=80, max_size=80))
+@settle
+def test_asof_never_looks_ahead_and_respects_the_tolerance(left, right, tol, keys):
+    lf = pd.DataFrame({"ts": pd.to_datetime(left, unit="ms", utc=True), "k": keys[: len(left)]})
+    rf = pd.DataFrame({"ts": pd.to_datetime(right, unit="ms", utc=True), "k": keys[40: 40 + len(right)],
+                       "rt": right})
+    got = asof_join(lf, rf, by="k", tolerance=None if tol is None else f"{tol}ms")
+    for t, k, rt, stale in zip(left, lf.k, got.rt, got.staleness):
+        seen = [r for r, rk in zip(right, rf.k) if rk == k and r <= t]
+        best = max(seen, default=None)
+        if best is not None and (tol is None or t - best <= tol):
+            assert rt == best and stale == pd.Timedelta(t - best, "ms") and stale >= pd.Timedelta(0)
+        else:
+            assert pd.isna(rt) and pd.isna(stale)
+
+
+@given(rows=st.lists(st.tuples(st.integers(0, 600_000), st.sampled_from(SYMBOLS)), min_size=1, max_size=30),
+       quotes=st.lists(st.tuples(st.integers(0, 600_000), st.sampled_from(SYMBOLS)), min_size=1, max_size=30),
+       tol=st.integers(1, 120_000))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_asof_over_lake_tables_never_looks_ahead(tmp_path_factory, make_trade, rows, quotes, tol):
+    from cryptofeed.types import Ticker
+    from decimal import Decimal
+    import asyncio
+
+    with Lake(tmp_path_factory.mktemp("a"), autoflush=False) as lake:
+        put(lake, [make_trade(100, 1, T0 + ms / 1000, symbol=s, id=str(i)) for i, (ms, s) in enumerate(rows)])
+        cb = lake.callbacks(["ticker"])["ticker"]
+        quotes = sorted(set(quotes))
+
+        async def go(part):
+            for ms, s in part:
+                await cb(Ticker("BINANCE", s, Decimal(ms + 1), Decimal(ms + 2), T0 + ms / 1000, raw=None), T0)
+        asyncio.run(go(quotes[: len(quotes) // 2]))
+        lake.flush()
+        asyncio.run(go(quotes[len(quotes) // 2:]))
+        got = asof_join("trades", "ticker", list(SYMBOLS), tolerance=f"{tol}ms", columns=["bid", "ts"], lake=lake)
+        assert len(got) == len(rows)
+        matched = got.dropna(subset=["bid"])
+        assert (matched.ts_right <= matched.ts).all() and (matched.staleness == matched.ts - matched.ts_right).all()
+        assert (matched.staleness <= pd.Timedelta(tol, "ms")).all()
+        for ts, sym, bid in zip(got.ts, got.symbol, got.bid):
+            t = round((ts.value - int(T0 * 1e9)) / 1e6)
+            seen = [ms for ms, s in quotes if s == sym and ms <= t]
+            expected = max(seen) if seen and t - max(seen) <= tol else None
+            assert np.isnan(bid) if expected is None else bid == expected + 1
+
+
+@given(ms=st.lists(st.integers(0, 100_000), min_size=1, max_size=40, unique=True), step=st.integers(1, 20_000),
+       fill=st.sampled_from(["none", "null", "previous"]))
+@settle
+def test_resample_never_uses_a_row_from_after_the_bucket(ms, step, fill):
+    frame = pd.DataFrame({"ts": pd.to_datetime(ms, unit="ms", utc=True), "orig": ms})
+    got = resample(frame, f"{step}ms", fill)
+    start = (got.ts.astype("int64") // 10**6).to_numpy()
+    for b, orig, filled in zip(start, got.orig, got.filled):
+        before_end = [m for m in ms if m < b + step]
+        if fill == "previous" or not filled:
+            assert orig == max(before_end) and (filled == (orig < b))
+        else:
+            assert pd.isna(orig)
+    assert got.filled.sum() == (0 if fill == "none" else len(got) - len({m // step for m in ms}))
