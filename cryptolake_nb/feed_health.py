@@ -84,6 +84,7 @@ class FeedHealth:
         self.watchdog_trips = 0
         self.last_error: str | None = None
         self.last_delay_s: float | None = None
+        self.backoffs: collections.deque[tuple[int, float]] = collections.deque(maxlen=50)  # (attempt, delay s)
         self._links: dict[int, _Link] = {}
         self._lock = threading.Lock()
 
@@ -170,6 +171,7 @@ class FeedHealth:
         with self._lock:
             self.failures += 1
             self.last_error, self.last_delay_s = reason, delay
+            self.backoffs.append((attempt, delay))
             link.state, link.lost = "reconnecting", True
 
     def watchdog_tripped(self, conn: Any, idle: float, limit: float) -> None:
