@@ -29,7 +29,7 @@ from cryptofeed.types import OrderBook
 from cryptolake_nb import Lake
 from cryptolake_nb.books import book_at
 
-__all__ = ["bench_book", "day_of_updates"]
+__all__ = ["bench_book", "day_of_updates", "raw_book_sizes"]
 
 T0 = 1_700_006_400.0  # 2023-11-15 00:00 UTC
 EXCHANGE, SYMBOL = "BINANCE", "BTC-USDT"
@@ -148,7 +148,30 @@ def bench_book(n_updates: int, root: Path, repeat: int = 3) -> dict:
     }
     out.update(_bench_book_at(lake, [str(lake.root / e.path) for e in committed], repeat))
     lake.close()
+    out["raw"] = raw_book_sizes(min(n_updates, 200_000))
     return out
+
+
+def raw_book_sizes(n: int) -> dict:
+    """Bytes per update of the first `n` updates as the exchange's JSON (a Binance depthUpdate with
+    string prices) and as gzipped CSV rows (ts, side, price, size: one row per level change)."""
+    import gzip
+    import io
+    import json
+
+    json_bytes, lines, uid = 0, ["ts,side,price,size"], 1_000_000
+    for chunk in day_of_updates(n):
+        for ts, bids, asks in chunk:
+            ms = int(ts * 1000)
+            msg = {"e": "depthUpdate", "E": ms, "s": "BTCUSDT", "U": uid, "u": uid + len(bids) + len(asks) - 1,
+                   "b": [[str(p), str(q)] for p, q in bids], "a": [[str(p), str(q)] for p, q in asks]}
+            uid += len(bids) + len(asks)
+            json_bytes += len(json.dumps(msg, separators=(",", ":")))
+            lines += [f"{ts:.6f},bid,{p},{q}" for p, q in bids] + [f"{ts:.6f},ask,{p},{q}" for p, q in asks]
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6) as gz:
+        gz.write("\n".join(lines).encode())
+    return {"updates": n, "json_bytes_per_update": json_bytes / n, "csv_gz_bytes_per_update": len(buf.getvalue()) / n}
 
 
 def _snapshot(book: OrderBook) -> OrderBook:

@@ -1,0 +1,67 @@
+"""How each figure of docs/benchmarks.md is measured (printed under "Method" in the report)."""
+from __future__ import annotations
+
+__all__ = ["METHOD"]
+
+METHOD = """\
+Every figure is the median of several runs (min and max beside it here or in the JSON), after one
+untimed warm-up run (file metadata and page caches warm, as in a working session). Every comparison
+is a ratio against a baseline measured in the same run, on the same data, one benchmark at a time.
+
+**Data** (`benchmarks/synth.py`, seeded, regenerated identically on every run): a synthetic market of
+3 exchanges x 8 symbols over 4 UTC days; trade counts skewed by venue and symbol (BINANCE BTC-USDT
+~360k trades a day at 10M trades); one fair-price path per symbol shared by the venues (fat-tailed
+1 s returns), a few bps of venue noise on a per-symbol tick; lognormal notional sizes with rare block
+trades, on a per-symbol lot; per-minute intensity = intraday profile x lognormal noise x 10-40x
+bursts in 2% of minutes; strictly increasing timestamps per stream; receipt = ts + lognormal latency.
+L2: `benchmarks/book.py` (a 1,000-level ladder a side, 1-3 level changes per update, a walking mid).
+
+**Peers** (`benchmarks/peers/`), each handed the same day tables ("one flush" per day):
+- *cryptolake_nb*: `append_batch` + `flush()` per day (dedup, journal, partitioned ZSTD Parquet,
+  fsync, manifest); queries through `lake.ohlc` (which also computes the `coverage` column) and
+  `lake.query_arrow` with the pruning arguments the helpers pass.
+- *plain DuckDB*: a fresh in-memory DuckDB, `read_parquet([every lake file])`, the same SQL.
+- *polars*: `scan_parquet` over the same files, lazy queries (`join_asof` for the as-of join).
+- *pandas + Parquet*: `df.to_parquet(partition_cols=[exchange, symbol, date])` per flush (pandas
+  defaults: snappy); `read_parquet(filters=...)` + `groupby` / `merge_asof`.
+- *ArcticDB*: local LMDB store, in its own virtual environment (`build/venv-arctic`, ArcticDB
+  needs pandas < 3), driven as a subprocess (`peers/arctic_driver.py`) that reads the same day files;
+  one ArcticDB symbol per stream, `append` per day; bars by `QueryBuilder.resample("60s")`, sums by
+  `QueryBuilder.groupby`, as-of by `read(date_range=...)` + `pd.merge_asof`, day scan by
+  `read_batch(date_range=...)` + numpy. Its disk figure counts LMDB's allocated blocks.
+- Every peer's answer to every query is compared with the lake's (rtol 1e-7, same rows) before its
+  time is reported; a differing answer is flagged WRONG in the tables and in the targets.
+
+**Queries** (`benchmarks/workload.py`): 1-minute OHLCV + VWAP bars of one symbol-day; VWAP, volume
+and count of every (exchange, symbol) over all days; an as-of join of one venue's trades to another
+venue's last trade of the same symbol (mean basis); a full-day aggregate over every stream, with and
+without partition pruning (lake: without manifest pruning, DuckDB's row-group statistics only; pandas:
+no partition filter, read everything then filter); `count(*)`. **Unified view**: the same statements
+on the lake with 200k live (unflushed) rows next to plain DuckDB over the Parquet files alone.
+
+**Ingest** (`ingest_e2e.py`, `remote_sim.py`): the exchange simulator runs in its own process
+(Binance protocol over TLS on 127.0.0.1, half trades, half L2 diffs, 4 symbols); the lake subscribes
+trades and l2_book through `lake.subscribe(..., simulator=)` and `lake.start()` (the collector
+thread), default settings. The rate is raised step by step; a step is sustained when >= 95% of the
+frames sent were received, >= 90% of the rate asked was sent and no connection dropped.
+**Cost per message** (`parse_cost.py`): the same Binance aggTrade frames through cryptofeed's Binance
+message handler with a no-op callback vs the lake's callback (sealed every 2,000 messages, as the
+flusher does every 0.25 s), plus seal and flush per row; cryptofeed over the real captures in
+`../shared/data` for scale.
+
+**Freshness** (`freshness.py`): a poller runs `SELECT max(receipt_ts) FROM trades` through
+`lake.sql` (what `%%lakesql` runs) back to back; each stored row's latency = arrival of the first
+answer whose newest receipt >= the row's receipt, minus its receipt; p50/p99 over all rows. At 50k
+msg/s with a direct producer (`producer.py`: cryptofeed `Trade` objects through the lake's real
+callback from a thread with its own event loop) in a fresh process (`sustained.py`), default lake
+settings, RSS sampled every second.
+
+**Flush** (`flush_bench.py`): one `flush()` of N buffered trades over 4 symbols on a fresh lake;
+baseline `pq.write_table` with pyarrow defaults. **Disk**: committed bytes / trades; raw JSON lines and
+gzipped CSV of the same rows (first 500k rows of day 0); L2: Binance depthUpdate JSON and gzipped CSV
+rows of the first 200k updates. **Memory** (`memory.py`, fresh process): trades through the callback,
+sealed every 20k, never flushed; RSS growth / Arrow `nbytes` of the buffered rows.
+**Compaction** (`compaction.py`): one partition as N small files committed through the manifest;
+`ohlc` before, after `lake.compact()`, and over the same rows flushed at once (fully compacted).
+**Journal** (`journal.py`): sealed 1k-row batches appended per durability level, against none.
+"""

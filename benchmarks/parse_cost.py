@@ -1,0 +1,107 @@
+"""The lake's cost per message as a share of cryptofeed's own, on the same messages.
+
+Binance aggTrade frames from the simulator's market model (as the simulator would send them) are fed
+to cryptofeed's Binance message handler (JSON parse, Decimal conversion, symbol mapping, `Trade`),
+once with a no-op callback (cryptofeed's cost) and once with the lake's callback (the difference is
+ours on the feed loop). The lake's deferred work per row (seal: convert, dedup, journal; flush:
+Parquet) runs on the flusher thread and is reported per row too, and as an all-in share.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+from cryptolake_nb import Lake
+from cryptolake_nb.feeds import FeedSpec, build_feed
+from cryptolake_nb.simulator import ExchangeSimulator, Market
+from cryptolake_nb.simulator.market import AGG_TRADE
+
+__all__ = ["bench_parse_cost"]
+
+SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"]
+SEAL_EVERY = 2_000  # messages between seals: 0.25 s of a feed at 8k msg/s
+
+
+def _frames(market: Market, n: int, t0_ms: int) -> list[str]:
+    out, ms = [], t0_ms
+    while len(out) < n:
+        ms += 1
+        ev = market.step(ms)
+        if ev.kind == AGG_TRADE:
+            out.append(f'{{"stream":"{ev.exchange_symbol.lower()}@aggTrade","data":{json.dumps(ev.payload, separators=(",", ":"))}}}')
+    return out
+
+
+async def _noop(obj: object, receipt: float) -> None:
+    return None
+
+
+def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
+    """`repeat` rounds of `n` fresh frames each (fresh trade ids: nothing is dropped as a duplicate)."""
+    market = Market(SYMBOLS, seed=3, trade_share=1.0)
+    sim = ExchangeSimulator(SYMBOLS, rate=0).start()  # only for the feed's TLS and symbol lists
+    lake = Lake(root, autoflush=False, max_rows=10**12, max_bytes=2**50)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        spec = FeedSpec("BINANCE", tuple(SYMBOLS), ("trades",), simulator=sim)
+        feeds = {"noop": build_feed(spec, {"trades": _noop}), "lake": build_feed(spec, lake.callbacks(["trades"]))}
+        runs: dict[str, list[float]] = {"noop": [], "lake": [], "seal": [], "flush": []}
+
+        async def drive(feed: object, frames: list[str]) -> None:
+            handler = feed.message_handler
+            for f in frames:
+                await handler(f, None, time.time())
+
+        for r in range(repeat):
+            frames = _frames(market, n, 1_700_000_000_000 + r * 10**8)
+            for name in ("noop", "lake"):
+                spent = sealing = 0.0
+                for i in range(0, n, SEAL_EVERY):  # the flusher seals every 0.25 s: objects never pile up
+                    t = time.perf_counter()
+                    loop.run_until_complete(drive(feeds[name], frames[i:i + SEAL_EVERY]))
+                    spent += time.perf_counter() - t
+                    if name == "lake":
+                        t = time.perf_counter(); lake.buffer("trades").seal(); sealing += time.perf_counter() - t
+                runs[name].append(spent)
+            runs["seal"].append(sealing)
+            t = time.perf_counter(); lake.flush(); runs["flush"].append(time.perf_counter() - t)
+        stored = lake.status()["tables"]["trades"]["rows_committed"]
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+        lake.close()
+        sim.stop()
+    us = {k: statistics.median(v) / n * 1e6 for k, v in runs.items()}
+    callback = us["lake"] - us["noop"]
+    deferred = us["seal"] + us["flush"]
+    return {"messages": n, "repeat": repeat, "rows_stored": stored,
+            "cryptofeed_us_per_msg": us["noop"], "cryptofeed_min_us": min(runs["noop"]) / n * 1e6,
+            "cryptofeed_max_us": max(runs["noop"]) / n * 1e6,
+            "lake_callback_us": callback, "seal_us_per_row": us["seal"], "flush_us_per_row": us["flush"],
+            "callback_share": callback / us["noop"], "all_in_share": (callback + deferred) / us["noop"]}
+
+
+def bench_capture_parse(captures: Path) -> dict:
+    """cryptofeed's own per-message cost on real traffic: its parsers re-driven over every playable
+    capture in `captures` (no-op callbacks); captures its parsers reject are listed, not hidden."""
+    from cryptofeed.defines import CANDLES, L2_BOOK, L3_BOOK, TICKER, TRADES
+
+    import cryptolake_nb
+    from cryptolake_nb.replay import capture_sets, replay_capture
+
+    messages, seconds, per, failed = 0, 0.0, {}, {}
+    for name, files in sorted(capture_sets(captures).items()):
+        try:
+            r = replay_capture(files, {c: _noop for c in (TRADES, L2_BOOK, L3_BOOK, TICKER, CANDLES)})
+        except cryptolake_nb.ReplayError as exc:
+            failed[name] = str(exc)[:200]
+            continue
+        messages += r.messages
+        seconds += r.duration
+        per[name] = round(r.duration / max(r.messages, 1) * 1e6, 2)
+    return {"messages": messages, "parse_us_per_message": seconds / max(messages, 1) * 1e6,
+            "per_exchange_us": per, "not_playable": failed}
