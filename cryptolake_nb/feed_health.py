@@ -5,6 +5,7 @@ import collections
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -85,14 +86,14 @@ class FeedHealth:
         self.last_error: str | None = None
         self.last_delay_s: float | None = None
         self.backoffs: collections.deque[tuple[int, float]] = collections.deque(maxlen=50)  # (attempt, delay s)
-        self._links: dict[int, _Link] = {}
+        self._links: weakref.WeakKeyDictionary[Any, _Link] = weakref.WeakKeyDictionary()  # cryptofeed connection -> link
         self._lock = threading.Lock()
 
     # -- reading ----------------------------------------------------------------------------------
     @property
     def state(self) -> str:
         with self._lock:
-            states = [link.state for link in self._links.values()]
+            states = [link.state for link in list(self._links.values())]
         return max(states, key=_PRIORITY.__getitem__) if states else "starting"
 
     def status(self) -> dict[str, Any]:
@@ -105,14 +106,11 @@ class FeedHealth:
     # -- the feed's connect(): one registration per cryptofeed connection --------------------------
     def register(self, conn: Any, pairs: list[tuple[str, str | None]]) -> None:
         with self._lock:
-            self._links.setdefault(id(conn), _Link(pairs))
+            self._links.setdefault(conn, _Link(pairs))
 
     def _link(self, conn: Any) -> _Link:
-        link = self._links.get(id(conn))
-        if link is None:
-            with self._lock:
-                link = self._links.setdefault(id(conn), _Link([]))
-        return link
+        with self._lock:
+            return self._links.setdefault(conn, _Link([]))
 
     def wrap(self, conn: Any, entry: tuple) -> tuple:
         """(conn, subscribe, handler, authenticate) with the hooks, for websocket connections."""

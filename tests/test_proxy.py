@@ -136,3 +136,20 @@ def test_a_real_feed_gets_its_proxy_everywhere(binance_symbols: ExchangeSimulato
     direct = build_feed(FeedSpec("BINANCE", ("BTC-USDT",), ("trades",), proxy=False), {}, env=env)
     (ws,) = [c for c, *_ in direct.connect()]
     assert ws.ws_kwargs["proxy"] is None and direct.http_conn._route == ProxyRoute(source="explicit")
+
+
+def test_cryptofeed_log_records_lose_their_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from cryptolake_nb.feeds import route_cryptofeed_logging
+
+    route_cryptofeed_logging()
+    try:
+        raise OSError("could not reach http://bob:hunter2@proxy.corp:3128")
+    except OSError:
+        with caplog.at_level(logging.WARNING):
+            logging.getLogger("feedhandler").warning("%s: retry via %s", "BINANCE", "socks5://bob:hunter2@h:1",
+                                                     exc_info=True)
+    (record,) = [r for r in caplog.records if r.name == "feedhandler"]  # handled by ROUTED_LOGGER
+    assert record.getMessage() == "BINANCE: retry via socks5://***@h:1"
+    assert "http://***@proxy.corp:3128" in caplog.text and "hunter2" not in caplog.text
