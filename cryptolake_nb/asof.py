@@ -58,6 +58,8 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     for k in keys:
         ident(k, lin.schema, "by", lin.what)
         ident(k, rin.schema, "by", rin.what)
+    if on in keys:
+        raise ConfigError(f"by must not include the time column on={on!r}")
     wanted = [c for c in rin.schema.names if c not in (*keys, on, ROW)] if columns is None else name_list("columns", columns)
     left_names = [c for c in lin.schema.names if c != ROW]
     out_names = []

@@ -55,6 +55,8 @@ def resample(data: Any, interval: Any, fill: str = "none", *, symbols: str | lis
     names = [c for c in inp.schema.names if c != ROW]
     keys = tuple(k for k in _KEYS if k in names) if by is None else name_list("by", by)
     key_q = [ident(k, inp.schema, "by", inp.what) for k in keys]
+    if on in keys:
+        raise ConfigError(f"by must not include the time column on={on!r}")
     if "filled" in names:
         raise ConfigError(f"{inp.what} already has a column named 'filled'; rename it")
     syms = None if symbols is None else symbol_list(symbols)[0]
