@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any
+from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
@@ -20,8 +20,15 @@ USAGE = ("%%lakesql [-o VAR] [--polars|--arrow] [--live|--history] [--explain] [
          "[--every 2s [--for 30s]]")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises one-line UsageErrors instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"%%lakesql: {message}; usage: {USAGE}")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="%%lakesql", add_help=False, exit_on_error=False)
+    p = _Parser(prog="%%lakesql", add_help=False, exit_on_error=False)
     p.add_argument("-o", "--out", metavar="VAR", help="also store the result in VAR")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--polars", action="store_true", help="return a polars DataFrame")

@@ -120,3 +120,16 @@ def test_results_as_pandas_polars_arrow(lake, make_trade):
     assert isinstance(lake.sql("SELECT * FROM trades"), pd.DataFrame)
     assert isinstance(lake.sql("SELECT * FROM trades", to="polars"), pl.DataFrame)
     assert isinstance(lake.sql("SELECT * FROM trades", to="arrow"), pa.Table)
+
+
+def test_history_and_live_sources_split_the_rows_exactly_once(lake, make_trade):
+    put(lake, [make_trade(100, 1, 1_700_000_000.0 + i, id=str(i)) for i in range(5)])
+    lake.flush()
+    put(lake, [make_trade(100, 1, 1_700_000_100.0 + i, id=str(10 + i)) for i in range(3)])
+    ids = {s: sorted(lake.sql("SELECT trade_id FROM trades", source=s)["trade_id"]) for s in ("all", "history", "live")}
+    assert ids["history"] == [str(i) for i in range(5)] and ids["live"] == ["10", "11", "12"]
+    assert sorted(ids["history"] + ids["live"]) == ids["all"]
+    table, record = lake.query_timed("SELECT count(*) AS n FROM trades", source="live")
+    assert table.column("n")[0].as_py() == 3
+    assert record["files"]["trades"] == 0 and record["source"] == "live" and 0 <= record["duckdb_ms"] <= record["ms"]
+    assert lake.queries[-1] is record
