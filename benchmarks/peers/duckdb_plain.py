@@ -14,15 +14,17 @@ _PARAM = re.compile(r"\$([a-z_]+)")
 
 
 class PlainDuckDB:
-    """`read_parquet([every file])` in a fresh in-memory DuckDB; row-group statistics do the skipping."""
+    """`read_parquet([every file], options)` in a fresh in-memory DuckDB; row-group statistics do the
+    skipping. `options` (e.g. the lake's own `union_by_name = true`) helps attribute a difference."""
 
     name = "duckdb (plain, Parquet)"
 
-    def __init__(self, files: list[str], workload: Workload) -> None:
+    def __init__(self, files: list[str], workload: Workload, options: str = "") -> None:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET parquet_metadata_cache = true")  # as the lake's own DuckDB
-        self.src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "])"
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        self.src = f"read_parquet([{listed}]{', ' + options if options else ''})"
         self.w = workload
 
     def run(self, name: str) -> pd.DataFrame:
