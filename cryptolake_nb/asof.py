@@ -43,7 +43,9 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     - `symbols`, `exchange` filter each side that has that column; `start`/`end` bound the left rows'
       `on` and the right rows to `[start - tolerance, end)` (all earlier right rows without a tolerance).
 
-    Rows come in the left frame's order, or for a left table by `on` then `by`.
+    Rows come in the left frame's order, or for a left table by `on` then `by`. Beware of bucketed
+    frames (`mid(..., "1min")`): labelled by bucket start, they hold the bucket's last value, so a raw
+    row joined to them would see later quotes; join raw rows to raw tables, bars to bars.
 
     >>> asof_join("trades", "ticker", "BTC-USDT", tolerance="5s", columns=["bid", "ask"])   # doctest: +SKIP
     """
