@@ -210,3 +210,20 @@ def test_bar_and_average_properties(tmp_path_factory, make_trade, rows):
         ret = lake.returns(list(SYMBOLS), "5min")
         prev = ret.groupby("symbol").close.shift()
         np.testing.assert_allclose((ret["return"] + 1) * prev, ret.close.where(prev.notna()), rtol=1e-9)
+
+
+HELPERS = ("asof_join", "mid", "ohlc", "realized_volatility", "resample", "returns", "spread", "trade_imbalance",
+           "twap", "volume_profile", "vwap")
+
+
+def test_every_helper_is_exported_documented_and_a_lake_method(market):
+    import cryptolake_nb
+
+    lake, _ = market
+    for name in HELPERS:
+        assert name in cryptolake_nb.__all__
+        assert ">>>" in getattr(cryptolake_nb, name).__doc__, f"{name} has no example"
+        assert callable(getattr(Lake, name))
+    lake.activate()
+    assert cryptolake_nb.twap("ETH-USDT", "1min").equals(lake.twap("ETH-USDT", "1min"))
+    assert cryptolake_nb.resample("ticker", "1min").equals(lake.resample("ticker", "1min"))

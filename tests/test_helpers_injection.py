@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -99,3 +100,19 @@ def test_every_string_parameter_resists_the_corpus(market, name):
     assert tried > 50
     assert counts(market) == before
     assert same(helper(**kwargs, lake=market), honest)  # the lake still answers the same
+
+
+def test_frame_column_names_are_identifiers_never_sql(market):
+    evil = ['k"; DROP TABLE trades; --', "v') OR 1=1 --", 't" , "x']
+    times = pd.to_datetime([1, 2, 3], unit="s", utc=True)
+    left = pd.DataFrame({evil[2]: times, evil[0]: ["a", "b", "a"]})
+    right = pd.DataFrame({evil[2]: times - pd.Timedelta("500ms"), evil[0]: ["a", "a", "b"], evil[1]: [1.0, 2.0, 3.0]})
+    before = counts(market)
+    got = asof_join(left, right, on=evil[2], by=evil[0], columns=evil[1])
+    assert list(got.columns) == [evil[2], evil[0], evil[1], "staleness"]
+    np.testing.assert_array_equal(got[evil[1]], [1.0, np.nan, 2.0])  # b's only quote comes after its row
+    grid = resample(right, "1s", "null", on=evil[2], by=evil[0])
+    assert list(grid.columns) == [evil[2], evil[0], evil[1], "filled"]
+    with pytest.raises(ConfigError, match="on must name a column"):
+        asof_join(left, right, on='ts" --')
+    assert counts(market) == before
