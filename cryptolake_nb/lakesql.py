@@ -1,31 +1,29 @@
 """What one `%%lakesql` cell does once its line is parsed: query, time, explain, chart, refresh in place.
 
-`magics.py` turns the line into a `CellRequest`; `run_cell` carries it out. `--every` keeps the cell
+`magics.py` turns the line into a `CellRequest`; `run_cell` carries it out. `--plot` draws with
+`LiveChart` (live_chart.py: candlesticks for ts/open/high/low/close, else lines). `--every` keeps the cell
 running and updates its outputs through IPython display handles (one for the result or chart, one
 for a caption line), so a notebook watches a live market in place instead of appending outputs;
 it ends after `--for`, or on Ctrl-C / the kernel's interrupt, leaving the last refresh shown.
 """
 from __future__ import annotations
 
-import io
 import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, MutableMapping
 
-import pandas as pd
-
 from .errors import ConfigError
+from .live_chart import LiveChart
 
 if TYPE_CHECKING:
     from .lake import Lake
 
-__all__ = ["CellRequest", "chart_png", "parse_duration", "run_cell", "timing_line"]
+__all__ = ["CellRequest", "parse_duration", "run_cell", "timing_line", "watch"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 MIN_EVERY_S = 0.05  # faster than this is no longer watching, it is hammering the engine
-_OHLC = ("ts", "open", "high", "low", "close")
 
 
 @dataclass(frozen=True)
@@ -66,9 +64,9 @@ def run_cell(lake: "Lake", req: CellRequest, namespace: MutableMapping[str, Any]
     if req.time:
         print(line)
     if req.plot:
-        from IPython.display import Image, display
+        from IPython.display import display
 
-        display(Image(data=chart_png(result), format="png"))
+        display(LiveChart().update(result))  # line chart, or candlesticks for ts/open/high/low/close
         return None
     return result
 
@@ -80,17 +78,18 @@ def watch(lake: "Lake", req: CellRequest, namespace: MutableMapping[str, Any], *
     from IPython.display import Pretty, display
 
     every = req.every_s or 1.0
-    started = clock()
-    deadline = None if req.for_s is None else started + req.for_s
+    chart = LiveChart() if req.plot else None  # one figure, redrawn on every run (made before the clock starts)
     runs, why, text = 0, "interrupted", ""
     body = caption = None
+    started = clock()
+    deadline = None if req.for_s is None else started + req.for_s
     try:
         while True:
             tick = clock()
             result, line = _query(lake, req)
             runs += 1
             _store(namespace, req, result)
-            shown = _shown(result, req)
+            shown = chart.update(result) if chart is not None else result
             text = _caption(runs, req, line)
             if body is None:
                 body = display(shown, display_id=True)
@@ -117,20 +116,6 @@ def timing_line(entry: dict[str, Any], total_ms: float) -> str:
             f"{entry.get('rows', 0):,} row(s)")
 
 
-def chart_png(result: Any) -> bytes:
-    """A PNG of the result: candlesticks when it has ts/open/high/low/close, else numeric columns as
-    lines against its first time column (one line per exchange/symbol in a long frame)."""
-    df = _pandas(result)
-    if set(_OHLC) <= set(df.columns) and len(df):
-        fig = _candles(df)
-    else:
-        fig = _lines(df)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    _release(fig)
-    return buf.getvalue()
-
-
 def _query(lake: "Lake", req: CellRequest) -> tuple[Any, str]:
     from .lake import convert
 
@@ -145,14 +130,6 @@ def _store(namespace: MutableMapping[str, Any], req: CellRequest, value: Any) ->
         namespace[req.out] = value
 
 
-def _shown(result: Any, req: CellRequest) -> Any:
-    if not req.plot:
-        return result
-    from IPython.display import Image
-
-    return Image(data=chart_png(result), format="png")
-
-
 def _caption(runs: int, req: CellRequest, line: str | None) -> str:
     now = time.strftime("%H:%M:%S", time.gmtime())
     head = f"run {runs} at {now} UTC, every {_fmt_s(req.every_s)}"
@@ -163,54 +140,3 @@ def _caption(runs: int, req: CellRequest, line: str | None) -> str:
 
 def _fmt_s(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds:g}s"
-
-
-def _pandas(result: Any) -> pd.DataFrame:
-    if isinstance(result, pd.DataFrame):
-        return result
-    return result.to_pandas()  # polars and Arrow both have it
-
-
-def _candles(df: pd.DataFrame) -> Any:
-    """plots.plot_ohlc (candles + volume); without a volume column, candles alone on one axis."""
-    from matplotlib.figure import Figure
-
-    from .plots import plot_ohlc
-
-    if "volume" in df.columns:
-        return plot_ohlc(df)
-    ax = Figure(figsize=(10, 4)).subplots()
-    return plot_ohlc(df.assign(volume=0.0), ax=ax)  # with ax given, no volume panel is drawn
-
-
-def _lines(df: pd.DataFrame) -> Any:
-    from matplotlib.figure import Figure  # not pyplot: the inline backend must not show it a second time
-
-    times = [c for c in df.columns if pd.api.types.is_datetime64_any_dtype(df[c])]
-    x = times[0] if times else None
-    ys = [c for c in df.columns if c != x and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
-    if not ys:
-        raise ConfigError(f"--plot needs a numeric column; the result has {list(df.columns)}")
-    keys = [c for c in ("exchange", "symbol") if c in df.columns]
-    groups = list(df.groupby(keys, sort=True)) if keys and 1 < df[keys].drop_duplicates().shape[0] <= 12 else [((), df)]
-    fig = Figure(figsize=(10, 4))
-    ax = fig.subplots()
-    for key, part in groups:
-        xs = part[x] if x is not None else part.index
-        label = "/".join(map(str, key if isinstance(key, tuple) else (key,)))
-        for y in ys:
-            ax.plot(xs, part[y], label=f"{label} {y}".strip(), linewidth=1)
-    if not len(df):
-        ax.set_title("no rows")
-    if len(groups) * len(ys) > 1:
-        ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel(x or "row")
-    fig.autofmt_xdate()
-    return fig
-
-
-def _release(fig: Any) -> None:
-    """Close a pyplot-managed figure, so the inline backend does not show it again at cell end."""
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)  # a no-op for figures pyplot does not manage

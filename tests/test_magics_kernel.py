@@ -44,7 +44,7 @@ def kernel(tmp_path_factory):
         SETUP,
         "%%lakesql --every 0.2s --for 2s -o watched\nSELECT count(*) AS n FROM trades",
         "%%lakesql --every 0.2s\nSELECT count(*) AS n FROM trades",
-        "%%lakesql --every 0.2s --for 0.7s --plot\nSELECT ts, price FROM trades ORDER BY ts",
+        "%%lakesql --every 0.2s --for 2s --plot\nSELECT ts, price FROM trades ORDER BY ts",
         "%%lakesql\nSELECT no_such_column FROM trades",
         "import traceback\nstop.set(); feeder.join(10)\n"
         "stack = traceback.format_stack(sys._current_frames()[feeder.ident]) if feeder.is_alive() else []\n"
