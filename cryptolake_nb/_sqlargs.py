@@ -21,7 +21,7 @@ from .partitions import check_value
 from .schema import TS
 
 __all__ = ["Filters", "check_choice", "check_number", "check_to", "filters", "finish", "ident", "name_list",
-           "parse_interval", "symbol_list", "to_ns", "with_ts"]
+           "parse_interval", "quote", "symbol_list", "to_ns", "with_ts"]
 
 _UNITS = {
     "ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "sec": 10**9, "m": 60 * 10**9, "min": 60 * 10**9,
@@ -105,6 +105,11 @@ def ident(name: str, schema: pa.Schema, arg: str, what: str = "the data") -> str
     """`name` as a quoted SQL identifier, only if it is a column of `schema`."""
     if not isinstance(name, str) or name not in schema.names:
         raise ConfigError(f"{arg} must name a column of {what} ({', '.join(schema.names)}); got {_short(name)}")
+    return quote(name)
+
+
+def quote(name: str) -> str:
+    """A name as a SQL identifier; only for names taken from a schema (checked by `ident`)."""
     return '"' + name.replace('"', '""') + '"'
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._sources import ROW, Input, Part, as_input, run
-from ._sqlargs import Filters, check_to, filters, ident, name_list, parse_interval, symbol_list
+from ._sqlargs import Filters, check_to, filters, ident, name_list, parse_interval, quote, symbol_list
 from .errors import ConfigError
 from .lake import Output, convert
 
@@ -52,18 +52,55 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     check_to(to)
     lin, rin = as_input(left, "left"), as_input(right, "right")
     on_q = ident(on, lin.schema, "on", lin.what)
+    keys, wanted, out_names = _columns(lin, rin, on, by, columns)
+    tol = None if tolerance is None else parse_interval(tolerance, "tolerance")
+    syms = None if symbols is None else symbol_list(symbols)[0]
+    lf = _side_filters(lin, syms, exchange, start, end, on_q, "l_")
+    right_start = None if lf.start_ns is None or tol is None else lf.start_ns - tol
+    rf = _side_filters(rin, syms, exchange, right_start, lf.end_ns, on_q, "r_")
+    params = {**lf.params, **rf.params, **({"tolerance": tol} if tol is not None else {})}
+
+    left_names = [c for c in lin.schema.names if c != ROW]
+    key_q = [ident(k, lin.schema, "by") for k in keys]
+    lcols = [ident(c, lin.schema, "left") for c in left_names] + ([ROW] if lin.frame is not None else [])
+    rcols = key_q + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}" for i, c in enumerate(wanted)]
+    parts = [Part("l", lin, ", ".join([*lcols, f"epoch_ns({on_q}) AS __cl_t"]), lf.where, lf.prune),
+             Part("r", rin, ", ".join([*rcols, f"epoch_ns({on_q}) AS __cl_t"]), f"{rf.where} AND {on_q} IS NOT NULL",
+                  rf.prune)]
+    # the tolerance DuckDB lacks, applied to the one candidate ASOF returns
+    fresh = "r.__cl_t IS NOT NULL" + (" AND l.__cl_t - r.__cl_t <= $tolerance" if tol is not None else "")
+    shown = [f"l.{q}" for q in lcols if q != ROW]
+    shown += [f"CASE WHEN {fresh} THEN r.__cl_c{i} END AS {quote(n)}" for i, n in enumerate(out_names)]
+    shown.append(f"CASE WHEN {fresh} THEN l.__cl_t - r.__cl_t END AS staleness")
+    cond = " AND ".join([f"l.{q} = r.{q}" for q in key_q] + ["l.__cl_t >= r.__cl_t"])
+    order = f"l.{ROW}" if lin.frame is not None else ", ".join(["l.__cl_t", *(f"l.{q}" for q in key_q)])
+    table = run(parts, f"SELECT {', '.join(shown)} FROM l ASOF LEFT JOIN r ON {cond} ORDER BY {order}", params, lake)
+    stale = pc.cast(table.column("staleness"), pa.int64()).cast(pa.duration("ns"))
+    return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)
+
+
+def _columns(lin: Input, rin: Input, on: str, by: Any, columns: Any) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """Checked `by` keys, the right columns to bring, and their output names."""
     ident(on, rin.schema, "on", rin.what)
     for side in (lin, rin):
         if not pa.types.is_timestamp(side.schema.field(on).type):
             raise ConfigError(f"on must name a timestamp column; {on!r} of {side.what} is {side.schema.field(on).type}")
-    keys = tuple(k for k in _KEYS if k in lin.schema.names and k in rin.schema.names) if by is None else name_list("by", by)
+    if by is None:
+        keys = tuple(k for k in _KEYS if k in lin.schema.names and k in rin.schema.names)
+    else:
+        keys = name_list("by", by)
     for k in keys:
         ident(k, lin.schema, "by", lin.what)
         ident(k, rin.schema, "by", rin.what)
     if on in keys:
         raise ConfigError(f"by must not include the time column on={on!r}")
-    wanted = [c for c in rin.schema.names if c not in (*keys, on, ROW)] if columns is None else name_list("columns", columns)
     left_names = [c for c in lin.schema.names if c != ROW]
+    if "staleness" in left_names:
+        raise ConfigError("the left side already has a column named 'staleness'; rename it")
+    if columns is None:
+        wanted = [c for c in rin.schema.names if c not in (*keys, on, ROW)]
+    else:
+        wanted = list(name_list("columns", columns))
     out_names = []
     for c in wanted:
         ident(c, rin.schema, "columns", rin.what)
@@ -71,33 +108,7 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
         if name in left_names or name == "staleness" or c == ROW:
             raise ConfigError(f"columns: the output would have two columns named {name!r}; rename it in the left frame")
         out_names.append(name)
-    if "staleness" in left_names:
-        raise ConfigError("the left side already has a column named 'staleness'; rename it")
-    tol = None if tolerance is None else parse_interval(tolerance, "tolerance")
-
-    syms = None if symbols is None else symbol_list(symbols)[0]
-    lf = _side_filters(lin, syms, exchange, start, end, on_q, "l_")
-    right_start = None if lf.start_ns is None or tol is None else lf.start_ns - tol
-    rf = _side_filters(rin, syms, exchange, right_start, lf.end_ns, on_q, "r_")
-    params = {**lf.params, **rf.params, **({"tolerance": tol} if tol is not None else {})}
-
-    row = [ROW] if lin.frame is not None else []
-    lcols = ", ".join([ident(c, lin.schema, "left") for c in left_names] + row)
-    rsel = [ident(k, rin.schema, "by") for k in keys] + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}"
-                                                         for i, c in enumerate(wanted)]
-    parts = [Part("l", lin, f"{lcols}, epoch_ns({on_q}) AS __cl_t", lf.where, lf.prune),
-             Part("r", rin, ", ".join(rsel + [f"epoch_ns({on_q}) AS __cl_t"]), f"{rf.where} AND {on_q} IS NOT NULL", rf.prune)]
-    fresh = "r.__cl_t IS NOT NULL" + (" AND l.__cl_t - r.__cl_t <= $tolerance" if tol is not None else "")
-    shown = [f"l.{ident(c, lin.schema, 'left')}" for c in left_names]
-    shown += [f"CASE WHEN {fresh} THEN r.__cl_c{i} END AS " + '"' + n.replace('"', '""') + '"'
-              for i, n in enumerate(out_names)]
-    shown.append(f"CASE WHEN {fresh} THEN l.__cl_t - r.__cl_t END AS staleness")
-    cond = " AND ".join([f"l.{q} = r.{q}" for q in (ident(k, lin.schema, "by") for k in keys)] + ["l.__cl_t >= r.__cl_t"])
-    order = f"l.{ROW}" if row else ", ".join(["l.__cl_t"] + [f"l.{ident(k, lin.schema, 'by')}" for k in keys])
-    body = f"SELECT {', '.join(shown)} FROM l ASOF LEFT JOIN r ON {cond} ORDER BY {order}"
-    table = run(parts, body, params, lake)
-    stale = pc.cast(table.column("staleness"), pa.int64()).cast(pa.duration("ns"))
-    return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)
+    return keys, wanted, out_names
 
 
 def _side_filters(side: Input, syms: tuple[str, ...] | None, exchange: Any, start: Any, end: Any, on_q: str,

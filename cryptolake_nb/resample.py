@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from ._sources import ROW, as_input, run, Part
+from ._sources import ROW, Part, as_input, run
 from ._sqlargs import check_choice, check_to, filters, ident, name_list, parse_interval, symbol_list
 from .errors import ConfigError
 from .lake import Output, convert
@@ -65,13 +65,14 @@ def resample(data: Any, interval: Any, fill: str = "none", *, symbols: str | lis
         filters(None, exchange, None, None)  # validated even when it filters nothing
 
     cols = [ident(c, inp.schema, "data") for c in names] + ([ROW] if inp.frame is not None else [])
-    tie = f"{ROW} DESC" if inp.frame is not None else ("receipt_ts DESC" if "receipt_ts" in names and on != "receipt_ts" else "")
-    order = ", ".join(["__cl_t DESC"] + ([tie] if tie else []))
+    ties = [ROW] if inp.frame is not None else ["receipt_ts"] if "receipt_ts" in names and on != "receipt_ts" else []
+    order = ", ".join(f"{c} DESC" for c in ["__cl_t", *ties])
     group = f"dense_rank() OVER (ORDER BY {', '.join(key_q)})" if keys else "1"
     body = (f"SELECT {', '.join(cols)}, __cl_b, {group} AS __cl_g FROM (SELECT *, (__cl_t // $step) * $step AS __cl_b,"
             f" row_number() OVER (PARTITION BY {', '.join([*key_q, '(__cl_t // $step)'])} ORDER BY {order}) AS __cl_n"
             " FROM s) WHERE __cl_n = 1 ORDER BY __cl_g, __cl_b")
-    part = Part("s", inp, f"{', '.join(cols)}, epoch_ns({on_q}) AS __cl_t", f"{f.where} AND {on_q} IS NOT NULL", f.prune)
+    part = Part("s", inp, f"{', '.join(cols)}, epoch_ns({on_q}) AS __cl_t", f"{f.where} AND {on_q} IS NOT NULL",
+                f.prune)
     last = run([part], body, {**f.params, "step": step}, lake)
     lo = None if f.start_ns is None else f.start_ns // step * step
     hi = None if f.end_ns is None else (f.end_ns - 1) // step * step
@@ -91,7 +92,8 @@ def _fill(last: pa.Table, names: list[str], on: str, keys: tuple[str, ...], step
         spans = [((b[s] if lo is None else lo), (b[e - 1] if hi is None else hi)) for s, e in zip(starts, ends)]
         total = sum(max(0, (h - low) // step + 1) for low, h in spans)
         if total > MAX_BUCKETS:
-            raise ConfigError(f"interval gives {total} buckets (more than {MAX_BUCKETS}); use a coarser interval or start/end")
+            raise ConfigError(f"interval gives {total} buckets (more than {MAX_BUCKETS}); use a coarser interval"
+                              " or start/end")
         takes, grids, firsts = [np.array([], np.int64)], [np.array([], np.int64)], [np.array([], np.int64)]
         for (s, e), (low, h) in zip(zip(starts, ends), spans):
             gb = np.arange(low, h + 1, step, dtype=np.int64)

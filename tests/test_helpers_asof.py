@@ -2,12 +2,16 @@
 and live and on frames; properties: an as-of match never looks ahead and respects the tolerance."""
 from __future__ import annotations
 
+import asyncio
+from decimal import Decimal
+
 import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
+from cryptofeed.types import Ticker
 from hypothesis import strategies as st
 
 from cryptolake_nb import ConfigError, Lake, asof_join, mid, resample
@@ -197,10 +201,6 @@ def test_asof_never_looks_ahead_and_respects_the_tolerance(left, right, tol, key
        tol=st.integers(1, 120_000))
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_asof_over_lake_tables_never_looks_ahead(tmp_path_factory, make_trade, rows, quotes, tol):
-    from cryptofeed.types import Ticker
-    from decimal import Decimal
-    import asyncio
-
     with Lake(tmp_path_factory.mktemp("a"), autoflush=False) as lake:
         put(lake, [make_trade(100, 1, T0 + ms / 1000, symbol=s, id=str(i)) for i, (ms, s) in enumerate(rows)])
         cb = lake.callbacks(["ticker"])["ticker"]
