@@ -227,3 +227,15 @@ def test_every_helper_is_exported_documented_and_a_lake_method(market):
     lake.activate()
     assert cryptolake_nb.twap("ETH-USDT", "1min").equals(lake.twap("ETH-USDT", "1min"))
     assert cryptolake_nb.resample("ticker", "1min").equals(lake.resample("ticker", "1min"))
+
+
+def test_coverage_per_symbol_in_the_long_frame(lake, make_trade):
+    put(lake, [make_trade(100, 1, T0 + 60 * i + 1, symbol=s, id=f"{s}{i}") for s in SYMBOLS for i in range(3)])
+    step = 60 * 10**9
+    b0 = int(T0 * 1e9) // step * step
+    lake.gaps.record("silence", exchange=EXCHANGE, symbol="BTC-USDT", channel="trades", start_ns=b0, end_ns=b0 + step // 2)
+    lake.gaps.record("reconnect", exchange=EXCHANGE, channel=None, start_ns=b0 + step, end_ns=b0 + step + step // 4)
+    bars = lake.ohlc(list(SYMBOLS), "1min")
+    got = {(s, t.value - b0): c for s, t, c in zip(bars.symbol, bars.ts, bars.coverage)}
+    assert got == {("BTC-USDT", 0): 0.5, ("BTC-USDT", step): 0.75, ("BTC-USDT", 2 * step): 1.0,
+                   ("ETH-USDT", 0): 1.0, ("ETH-USDT", step): 0.75, ("ETH-USDT", 2 * step): 1.0}
