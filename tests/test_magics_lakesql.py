@@ -11,7 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from cryptolake_nb.explain import QueryPlan
-from cryptolake_nb.lakesql import parse_duration
+from cryptolake_nb.lakesql import CellRequest, parse_duration, watch
 from cryptolake_nb import ConfigError
 from feeding import put
 
@@ -134,3 +134,33 @@ def test_durations():
     for bad in ("", "0s", "-1s", "2 days", "1e3"):
         with pytest.raises(ConfigError):
             parse_duration(bad)
+
+
+class FakeTime:
+    """A clock that moves only when the watch sleeps; optionally Ctrl-C during the n-th sleep."""
+
+    def __init__(self, interrupt_after_sleeps=None):
+        self.now, self.sleeps, self.interrupt_after = 0.0, 0, interrupt_after_sleeps
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps += 1
+        if self.sleeps == self.interrupt_after:
+            raise KeyboardInterrupt
+        self.now += seconds
+
+
+def test_watch_runs_on_schedule_and_stops_after_for_or_an_interrupt(ip):
+    lake, ns = ip.user_ns["lake"], {}
+    fake = FakeTime()
+    with capture_output() as cap:
+        runs = watch(lake, CellRequest("SELECT count(*) AS n FROM trades", {}, every_s=1.0, for_s=5.0, out="w"), ns,
+                     clock=fake.clock, sleep=fake.sleep)
+    assert runs == 6 and fake.now == 5.0, "runs at 0, 1, ..., 5 s; the next would start after --for"
+    assert ns["w"]["n"][0] == 97 and len(cap.outputs) == 2 + 2 * 5 + 1
+    fake = FakeTime(interrupt_after_sleeps=3)
+    with capture_output() as cap:
+        runs = watch(lake, CellRequest("SELECT 1 AS x", {}, every_s=2.0), ns, clock=fake.clock, sleep=fake.sleep)
+    assert runs == 3 and "stopped (interrupted)" in cap.outputs[-1].data["text/plain"]
