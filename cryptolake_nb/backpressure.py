@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Mapping
+from typing import Callable, Mapping
 
 import pyarrow as pa
 
@@ -16,18 +16,27 @@ __all__ = ["MemoryGuard"]
 log = logging.getLogger(__name__)
 
 
-class MemoryGuard:
-    """Keeps the live buffers under `cap_bytes`.
+RELOAD_ENTRIES = 8  # journal entries read back per step after storage heals
+FILL = 0.25  # the guard acts when what it counts reaches this share of the cap
 
-    Over the cap the flusher flushes every table at once (`over()`). When storage fails and the
+
+class MemoryGuard:
+    """Keeps the memory that ingest holds under `cap_bytes`.
+
+    It counts the live buffers (sealed Arrow bytes, an estimate per pending object) and the
+    dedup key store, and acts at `FILL` of the cap: the rest is headroom for what it cannot
+    count cheaply, measured in tests/test_burst.py (the flush's sorted copy of the rows, about
+    their size again; allocator slack; the query snapshot). At that point the flusher flushes every table at once (`over()`). When storage fails and the
     buffers are still over the cap, sealed batches that are safe in the journal leave memory
     ("spilled": on disk, not queryable until storage heals, then reloaded from the journal). Rows
     that are in no journal (durability "none", or the journal's disk failing too) are dropped only
     when nothing else frees memory, each drop recorded as a `dropped` row in `gaps`.
     """
 
-    def __init__(self, buffers: Mapping[str, LiveBuffer], journal: Journal | None, gaps: GapLog, cap_bytes: int) -> None:
+    def __init__(self, buffers: Mapping[str, LiveBuffer], journal: Journal | None, gaps: GapLog, cap_bytes: int,
+                 *, other: Callable[[], int] | None = None) -> None:
         self._buffers = buffers
+        self._other = other  # bytes held elsewhere for ingest (the dedup key store)
         self._journal = journal
         self._gaps = gaps
         self.cap = cap_bytes
@@ -38,10 +47,17 @@ class MemoryGuard:
         self.alerts = 0
 
     def used(self) -> int:
-        return sum(b.stats()["bytes"] for b in self._buffers.values())
+        """Bytes counted against the cap: buffered rows and the dedup key store."""
+        held = sum(b.stats()["bytes"] for b in self._buffers.values())
+        return held + (self._other() if self._other is not None else 0)
+
+    @property
+    def limit(self) -> int:
+        """What `used()` may reach before the guard acts."""
+        return int(self.cap * FILL)
 
     def over(self) -> bool:
-        return self.used() >= self.cap
+        return self.used() >= self.limit
 
     def relieve(self) -> None:
         """Storage failed: bring memory under the cap by spilling, then (last resort) dropping."""
@@ -65,19 +81,20 @@ class MemoryGuard:
                     self._drop(name, s.batch)
 
     def reload(self) -> int:
-        """Storage works again: put spilled rows back in memory (at most half the cap at a time)."""
+        """Storage works again: put spilled rows back in memory (up to half the limit at a time),
+        reading the journal a few entries at a time so the reload itself stays small."""
         with self._lock:
             if not self._spilled or self._journal is None:
                 return 0
             back = 0
-            budget = self.cap // 2 - self.used()
-            for entry in self._journal.read(self._spilled):
-                if budget <= 0:
-                    break
-                self._buffers[entry.table].restore(entry.batch, entry.seq, reload=True)
-                self._spilled.remove(entry.seq)
-                budget -= entry.batch.nbytes
-                back += entry.batch.num_rows
+            budget = self.limit // 2 - self.used()
+            while self._spilled and budget > 0:
+                piece = self._spilled[:RELOAD_ENTRIES]
+                for entry in self._journal.read(piece):
+                    self._buffers[entry.table].restore(entry.batch, entry.seq, reload=True)
+                    budget -= entry.batch.nbytes
+                    back += entry.batch.num_rows
+                del self._spilled[:len(piece)]
             self.spilled_rows -= back
             if back:
                 log.warning("storage healed: %d spilled rows reloaded from the journal", back)
@@ -93,5 +110,5 @@ class MemoryGuard:
         log.error("memory cap reached with storage failing: %d %s rows dropped (see gaps)", batch.num_rows, table)
 
     def stats(self) -> dict:
-        return {"cap_bytes": self.cap, "used_bytes": self.used(), "spilled_rows": self.spilled_rows,
+        return {"cap_bytes": self.cap, "limit_bytes": self.limit, "used_bytes": self.used(), "spilled_rows": self.spilled_rows,
                 "dropped_rows": self.dropped_rows, "alerts": self.alerts}

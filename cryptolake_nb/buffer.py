@@ -17,7 +17,8 @@ __all__ = ["LiveBuffer", "Sealed"]
 
 log = logging.getLogger(__name__)
 
-SEAL_ROWS = 20_000  # a burst is sealed in pieces of about this many rows (short seal-lock holds)
+SEAL_ROWS = 10_000  # a burst is sealed in pieces of about this many rows (short seal-lock holds)
+MAX_PENDING = 2 * SEAL_ROWS  # the bounded queue: past this the producer seals itself (backpressure)
 EST_PENDING_ROW_BYTES = 400  # a cryptofeed object with its Decimals, before conversion
 
 
@@ -87,7 +88,11 @@ class LiveBuffer:
             n = len(pending)
             # wake the flusher at max_rows, and every SEAL_ROWS pending objects so seals stay small
             wake = n % SEAL_ROWS == 0 or (self._wake_rows and n + self._sealed_rows == self._wake_rows)
-        if wake and self._on_wake is not None:
+        if n >= MAX_PENDING:
+            # the flusher is not keeping up: convert here, which slows the feed (backpressure on the
+            # socket) instead of letting unconverted objects grow memory and every query's seal
+            self.seal()
+        elif wake and self._on_wake is not None:
             self._on_wake()
 
     def append_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
@@ -150,7 +155,7 @@ class LiveBuffer:
             return jseq
         except Exception as exc:
             if self.journal_error is None:
-                log.error("%s: journal append failed, rows kept in memory only until the next flush: %s", self.table, exc)
+                log.error("%s: journal append failed, rows kept in memory only until the next flush: %s", self.table, str(exc))
             self.journal_error = str(exc)
             return None
 

@@ -7,6 +7,7 @@ from collections import Counter, deque
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,23 +27,73 @@ def key_columns(spec: Any) -> tuple[str, ...]:
     return tuple(spec.dedup_key)
 
 
+class _Window:
+    """The keys of one stream seen within the window, held compactly.
+
+    Each key is a 64-bit hash in one sorted array (with where its key is kept), and the keys
+    themselves stay in Arrow chunks, one per batch: about 16 bytes plus the Arrow size of the key
+    per row, against ~110 bytes for a Python set of strings. A hash hit is confirmed on the real
+    key, so a hash collision never drops a row.
+    """
+
+    def __init__(self) -> None:
+        self.hashes = np.empty(0, np.uint64)  # sorted
+        self.where = np.empty(0, np.int64)  # chunk id << 32 | row, parallel to `hashes`
+        self.chunks: deque[tuple[int, int, pa.Table]] = deque()  # (chunk id, newest ts, keys)
+        self.next_id = 0
+
+    def nbytes(self) -> int:
+        return self.hashes.nbytes + self.where.nbytes + sum(k.nbytes for _, _, k in self.chunks)
+
+    def key(self, where: int) -> tuple:
+        cid, row = where >> 32, where & 0xFFFFFFFF
+        keys = next(k for i, _, k in self.chunks if i == cid)
+        return tuple(keys.column(c)[row].as_py() for c in range(keys.num_columns))
+
+    def add(self, hashes: np.ndarray, keys: pa.Table, newest: int) -> None:
+        if not len(hashes):
+            return
+        cid = self.next_id
+        self.next_id += 1
+        self.chunks.append((cid, newest, keys))
+        where = (np.int64(cid) << 32) | np.arange(len(hashes), dtype=np.int64)
+        order = np.argsort(np.concatenate([self.hashes, hashes]), kind="stable")
+        self.hashes = np.concatenate([self.hashes, hashes])[order]
+        self.where = np.concatenate([self.where, where])[order]
+
+    def evict(self, window: int) -> None:
+        if not self.chunks:
+            return
+        cutoff = max(t for _, t, _ in self.chunks) - window
+        gone = set()
+        while self.chunks and self.chunks[0][1] < cutoff:
+            gone.add(self.chunks.popleft()[0])
+        if gone:
+            keep = self.where >> 32 > max(gone)  # chunk ids grow, and the oldest leave first
+            self.hashes, self.where = self.hashes[keep], self.where[keep]
+
+
 class Deduper:
     """Drops rows whose natural key was already stored within the last `window_s` (exchange time).
 
     Keys are remembered per (table, exchange, symbol) stream, in chunks (one per batch) so that
-    forgetting old keys costs nothing per row. The first time a stream is seen in this process,
-    the keys of its committed history within the window are loaded (`history_keys`), so a
-    reconnect after a restart does not store again what was flushed before it.
+    forgetting old keys is one filter per batch. The first time a stream is seen in this
+    process, the keys of its committed history within the window are loaded (`history_keys`), so
+    a reconnect after a restart does not store again what was flushed before it.
     """
 
     def __init__(self, keys: dict[str, tuple[str, ...]], history_keys: HistoryKeys, *, window_s: float = 600.0) -> None:
         self._keys = keys  # table -> key columns
         self._history = history_keys
         self._window = int(window_s * 1e9)
-        self._seen: dict[Stream, set] = {}
-        self._chunks: dict[Stream, deque[tuple[int, list]]] = {}  # (newest ts, keys) per batch
+        self._streams: dict[Stream, _Window] = {}
         self._lock = threading.Lock()
         self.dropped: Counter[tuple[str, str]] = Counter()  # (table, exchange) -> rows dropped
+
+    def nbytes(self) -> int:
+        """Memory held for the keys of every stream (counted against the lake's memory cap)."""
+        with self._lock:
+            return sum(w.nbytes() for w in self._streams.values())
 
     def __call__(self, table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
         """`batch` without the rows whose key was seen (in history, earlier batches, or itself)."""
@@ -50,74 +101,92 @@ class Deduper:
         if not cols or batch.num_rows == 0:
             return batch
         own = tuple(c for c in cols if c not in _STREAM_COLUMNS)  # the stream gives exchange/symbol
+        keys = pa.Table.from_arrays([_plain(batch.column(c)) for c in own], names=list(own))
+        complete = np.ones(batch.num_rows, dtype=bool)
+        for col in keys.columns:  # an incomplete key identifies nothing: never a duplicate
+            if col.null_count:
+                complete &= pc.is_valid(col).to_numpy(zero_copy_only=False)
+        hashes = _hash(keys)
         ex = pc.dictionary_encode(batch.column("exchange"))
         sy = pc.dictionary_encode(batch.column("symbol"))
         code = ex.indices.to_numpy().astype(np.int64) * len(sy.dictionary) + sy.indices.to_numpy()
         ts = batch.column("ts").cast(pa.int64()).to_numpy()
-        values = [_plain(batch.column(c)) for c in own]
-        keys = values[0] if len(values) == 1 else list(zip(*values))
-        complete = np.ones(batch.num_rows, dtype=bool)
-        for v in values:
-            complete &= np.array([x is not None for x in v], dtype=bool)
         keep = np.ones(batch.num_rows, dtype=bool)
         order = np.argsort(code, kind="stable")
         bounds = np.flatnonzero(np.diff(code[order])) + 1
         with self._lock:
             for rows in np.split(order, bounds):
-                first = rows[0]
-                stream = (table, ex.dictionary[ex.indices[first].as_py()].as_py(),
-                          sy.dictionary[sy.indices[first].as_py()].as_py())
-                seen = self._seen.get(stream)
-                if seen is None:
-                    seen = self._load(stream, own, int(ts[rows].min()))
-                added = []
-                for i in rows[complete[rows]]:  # an incomplete key identifies nothing: never a duplicate
-                    k = keys[i]
-                    if k in seen:
-                        keep[i] = False
-                    else:
-                        seen.add(k)
-                        added.append(k)
-                if added:
-                    self._chunks[stream].append((int(ts[rows].max()), added))
-                dropped = len(rows) - int(keep[rows].sum())
-                if dropped:
-                    self.dropped[(table, stream[1])] += dropped
-                self._evict(stream)
+                stream = (table, ex.dictionary[ex.indices[rows[0]].as_py()].as_py(),
+                          sy.dictionary[sy.indices[rows[0]].as_py()].as_py())
+                window = self._streams.get(stream)
+                if window is None:
+                    window = self._load(stream, own, keys.schema, int(ts[rows].min()))
+                rows = rows[complete[rows]]
+                fresh = self._fresh(window, rows, hashes, keys)
+                keep[rows[~fresh]] = False
+                if fresh.any():
+                    taken = rows[fresh]
+                    window.add(hashes[taken], keys.take(pa.array(taken)), int(ts[taken].max()))
+                if (~fresh).any():
+                    self.dropped[(table, stream[1])] += int((~fresh).sum())
+                window.evict(self._window)
         if keep.all():
             return batch
         log.info("%s: %d duplicate row(s) dropped", table, int((~keep).sum()))
         return batch.filter(pa.array(keep))
 
-    def _load(self, stream: Stream, own: tuple[str, ...], first_ts: int) -> set:
+    @staticmethod
+    def _fresh(window: _Window, rows: np.ndarray, hashes: np.ndarray, keys: pa.Table) -> np.ndarray:
+        """Which of `rows` (in arrival order) carry a key seen neither in the window nor earlier in the batch."""
+        fresh = np.ones(len(rows), dtype=bool)
+        h = hashes[rows]
+        if len(window.hashes):
+            pos = np.minimum(np.searchsorted(window.hashes, h), len(window.hashes) - 1)
+            for i in np.flatnonzero(window.hashes[pos] == h):  # confirm each hit on the real key
+                key, p = _row(keys, rows[i]), int(pos[i])
+                while p < len(window.hashes) and window.hashes[p] == h[i]:
+                    if window.key(int(window.where[p])) == key:
+                        fresh[i] = False
+                        break
+                    p += 1
+        _, first = np.unique(h, return_index=True)
+        repeats = np.setdiff1d(np.arange(len(rows)), first)
+        for i in repeats:  # same hash earlier in this batch: a repeat if some earlier row has this key
+            if fresh[i]:
+                key = _row(keys, rows[i])
+                earlier = np.flatnonzero(h[:i] == h[i])
+                fresh[i] = not any(fresh[j] and _row(keys, rows[j]) == key for j in earlier)
+        return fresh
+
+    def _load(self, stream: Stream, own: tuple[str, ...], schema: pa.Schema, first_ts: int) -> _Window:
         table, exchange, symbol = stream
-        seen: set = set()
-        chunk: list = []
-        newest = first_ts
+        window = _Window()
         try:
-            for ts, *key in self._history(table, exchange, symbol, own, first_ts - self._window):
-                k = key[0] if len(own) == 1 else tuple(key)
-                seen.add(k)
-                chunk.append(k)
-                newest = max(newest, ts)
+            found = list(self._history(table, exchange, symbol, own, first_ts - self._window))
+            if found:
+                cols = list(zip(*found))
+                keys = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(cols[1:], schema)], schema=schema)
+                window.add(_hash(keys), keys, max(cols[0]))
         except Exception:  # history unreadable: dedupe within this session only, and say so
             log.exception("could not load recent %s keys of %s/%s from history", table, exchange, symbol)
-        self._seen[stream] = seen
-        self._chunks[stream] = deque([(newest, chunk)]) if chunk else deque()
-        return seen
-
-    def _evict(self, stream: Stream) -> None:
-        chunks = self._chunks[stream]
-        if not chunks:
-            return
-        newest = max(t for t, _ in chunks)
-        seen = self._seen[stream]
-        while chunks and chunks[0][0] < newest - self._window:
-            seen.difference_update(chunks.popleft()[1])
+        self._streams[stream] = window
+        return window
 
 
-def _plain(column: pa.Array) -> list:
-    """Python values of a key column; timestamps as int ns (cheap, and equal across sources)."""
-    if pa.types.is_timestamp(column.type):
-        column = column.cast(pa.int64())
-    return column.to_pylist()
+def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A key column as stored for comparison; timestamps as int ns (equal across sources)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if isinstance(column, pa.DictionaryArray):
+        column = column.dictionary_decode()
+    return column.cast(pa.int64()) if pa.types.is_timestamp(column.type) else column
+
+
+def _hash(keys: pa.Table) -> np.ndarray:
+    """One 64-bit hash per row of the key columns."""
+    frame = keys.to_pandas(types_mapper=pd.ArrowDtype) if keys.num_rows else pd.DataFrame(columns=keys.column_names)
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+
+
+def _row(keys: pa.Table, i: int) -> tuple:
+    return tuple(keys.column(c)[int(i)].as_py() for c in range(keys.num_columns))

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
-from .buffer import LiveBuffer
+from .buffer import LiveBuffer, Sealed
 from .clock import Clock, SystemClock
 from .crashpoints import crash_point
 from .errors import ConfigError, StorageError
@@ -19,6 +19,8 @@ from .tables import FlushTransform
 __all__ = ["FlushPolicy", "Flusher"]
 
 log = logging.getLogger(__name__)
+
+FLUSH_ROWS = 131_072  # rows committed per step of a flush (bounds its working copy; files stay large)
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,24 @@ class Flusher:
         return committed
 
     def _flush_table(self, name: str) -> list[FileEntry]:
+        """Commit everything `name` holds, in groups of at most FLUSH_ROWS rows: the flush's working
+        copy (rows sorted for the file) stays bounded however much the buffer holds."""
         buffer = self._buffers[name]
         sealed = buffer.snapshot()
-        if not sealed:
-            return []
+        committed: list[FileEntry] = []
+        group: list[Sealed] = []
+        rows = 0
+        for s in sealed:
+            if group and rows + s.batch.num_rows > FLUSH_ROWS:
+                committed += self._commit_group(name, buffer, group)
+                group, rows = [], 0
+            group.append(s)
+            rows += s.batch.num_rows
+        if group:
+            committed += self._commit_group(name, buffer, group)
+        return committed
+
+    def _commit_group(self, name: str, buffer: LiveBuffer, sealed: list[Sealed]) -> list[FileEntry]:
         started = self._clock.monotonic()
         rows = pa.Table.from_batches([s.batch for s in sealed], schema=buffer.schema)
         entries = self._sink.write(name, rows, self._manifest.seq + 1, self._transforms.get(name))
@@ -179,7 +195,7 @@ class Flusher:
                 self.last_error = str(exc)
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
                 retry_at = self._clock.monotonic() + backoff
-                log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, exc)
+                log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, str(exc))  # str: a kept record must not pin the rows
                 if self.guard is not None:
                     self.guard.relieve()
                 if self._on_error is not None:

@@ -463,7 +463,8 @@ class Journal:
         body_at = pos + HEADER_SIZE + pad8(name_len)
         try:
             table = bytes(buf[pos + HEADER_SIZE:pos + HEADER_SIZE + name_len]).decode("utf-8")
-            reader = pa.ipc.open_stream(buf.slice(body_at, body_len))
+            # its own copy of the body: a batch that sliced the segment would keep all of it in memory
+            reader = pa.ipc.open_stream(pa.py_buffer(buf.slice(body_at, body_len).to_pybytes()))
             batches = list(reader)
         except (pa.ArrowException, UnicodeDecodeError) as exc:  # checksum-valid: a writer bug, not damage
             raise JournalError(f"{path.name}: entry {seq} is intact but undecodable: {exc}") from exc
