@@ -101,6 +101,14 @@ class LoopbackServer:
         return self._tls.client_context
 
     @property
+    def ca_pem(self) -> bytes:
+        """The PEM of the certificate authority this simulator's certificate chains to (to trust it
+        from another process: `SimulatorEndpoint(ca_pem=...)` or a file for `cryptolake collect`)."""
+        if self._tls is None:
+            raise SimulatorError("the simulator has not been started")
+        return self._tls.ca_pem
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
