@@ -21,6 +21,7 @@ from .peers.pandas_baseline import PandasParquet
 from .peers.polars_scan import PolarsScan
 from .stats import summary, timed
 from .synth import market, trades
+from .whatif import rollup_whatif
 from .workload import QUERIES, Workload, disagreement
 
 __all__ = ["bench_comparison"]
@@ -46,7 +47,7 @@ def bench_comparison(total: int, days: int, live: int, root: Path, repeat: int, 
     lake = LakeSystem(root / "lake", w)
     pandas_dir = PandasParquet(root / "pandas", w)
     sources, writes = [], {"cryptolake_nb": [], "pandas + Parquet": []}
-    rows, raw = 0, None
+    rows, raw, split = 0, None, [0.0, 0.0]
     for day, table in market(total, days):
         path = root / "source" / f"day-{day}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,8 +55,10 @@ def bench_comparison(total: int, days: int, live: int, root: Path, repeat: int, 
         sources.append(str(path))
         for name, fn in (("cryptolake_nb", lake.write), ("pandas + Parquet", pandas_dir.write)):
             t = time.perf_counter()
-            fn(table)
+            parts = fn(table)
             writes[name].append(time.perf_counter() - t)
+            if parts:
+                split = [a + b for a, b in zip(split, parts)]
         rows += table.num_rows
         if raw is None:
             raw = _raw_sizes(table.slice(0, min(table.num_rows, 500_000)))
@@ -67,6 +70,7 @@ def bench_comparison(total: int, days: int, live: int, root: Path, repeat: int, 
     for name, runs in writes.items():
         out["systems"][name] = {"write": {**summary(runs), "rows_per_s": rows / sum(runs)}}
     out["systems"]["cryptolake_nb"]["disk_bytes_per_trade"] = lake.disk_bytes() / rows
+    out["systems"]["cryptolake_nb"]["write_split_s"] = {"buffer (dedup, journal)": split[0], "flush": split[1]}
     out["systems"]["pandas + Parquet"]["disk_bytes_per_trade"] = pandas_dir.disk_bytes() / rows
     out["files"] = len(files)
 
@@ -83,6 +87,9 @@ def bench_comparison(total: int, days: int, live: int, root: Path, repeat: int, 
                 if bad:
                     entry["wrong"][q] = bad
     _unpruned(out, lake, systems, repeat)
+    day_files = [str(lake.lake.root / e.path) for e in lake.lake.committed_files("trades")
+                 if (e.exchange, e.symbol, e.date) == (w.exchange, w.symbol, w.date)]
+    out["whatif_rollup"] = rollup_whatif(day_files, w, want["ohlc"], root / "rollup", repeat)
     out["systems"]["ArcticDB (LMDB)"] = _arctic(root, sources, w, repeat, want) if arctic else {"unavailable": "not run (--no-arctic)"}
     out["unified"] = _unified(lake, systems["duckdb (plain, Parquet)"], live, days, repeat)
     for s in systems.values():

@@ -4,14 +4,13 @@ Trades go through the real callback in chunks of 20k and are sealed after each c
 flusher does every 0.25 s), with no flush, so every row stays in the live buffer. Reported: RSS
 growth per million buffered rows, the Arrow size of those rows (`RecordBatch.nbytes`), their ratio
 (target <= 2: what the process holds beyond the Arrow data: dedup keys, allocator slack, ...), and
-the peak RSS (ru_maxrss) including the transient cryptofeed objects before each seal.
+the peak RSS (VmHWM) including the transient cryptofeed objects before each seal.
 """
 from __future__ import annotations
 
 import asyncio
 import gc
 import json
-import resource
 import sys
 import time
 from decimal import Decimal
@@ -21,7 +20,7 @@ from cryptofeed.types import Trade
 
 from cryptolake_nb import Lake, TradeLake
 
-from .stats import rss_bytes
+from .stats import peak_rss_bytes, rss_bytes
 
 __all__ = ["buffered_memory"]
 
@@ -58,7 +57,7 @@ def buffered_memory(root: Path, rows: int) -> dict:
     out = {"rows": held_rows, "rss_growth_mb": grown / 2**20, "arrow_mb": arrow_bytes / 2**20,
            "rss_mb_per_million_rows": grown / held_rows * 1e6 / 2**20,
            "arrow_mb_per_million_rows": arrow_bytes / held_rows * 1e6 / 2**20,
-           "rss_to_arrow": grown / arrow_bytes, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "rss_to_arrow": grown / arrow_bytes, "peak_rss_mb": peak_rss_bytes() / 2**20,
            "ingest_s": elapsed}
     loop.close()
     lake.close()

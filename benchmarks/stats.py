@@ -6,7 +6,7 @@ import statistics
 import time
 from typing import Any, Callable
 
-__all__ = ["Timing", "rss_bytes", "summary", "timed"]
+__all__ = ["Timing", "peak_rss_bytes", "rss_bytes", "summary", "timed"]
 
 
 class Timing(dict):
@@ -44,3 +44,13 @@ def rss_bytes(pid: int | None = None) -> int:
     """Resident set size now (Linux /proc), of this process or `pid`."""
     with open(f"/proc/{pid or os.getpid()}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process image (VmHWM). Not ru_maxrss: Linux carries that over fork and exec,
+    so a child started by a big parent would report the parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0

@@ -15,7 +15,7 @@ from cryptolake_nb import Lake
 
 from .freshness import Poller, visibility_latency
 from .producer import DirectProducer
-from .stats import rss_bytes
+from .stats import peak_rss_bytes, rss_bytes
 
 __all__ = ["sustained"]
 
@@ -33,7 +33,8 @@ def sustained(root: Path, rate: float, seconds: float) -> dict:
         time.sleep(1.0)
         buffered = lake.buffer("trades").stats()
         samples.append({"t_s": round(time.monotonic() - t0, 2), "rss_mb": rss_bytes() / 2**20,
-                        "sent": producer.sent, "buffered_rows": buffered["rows"], "buffered_mb": buffered["bytes"] / 2**20})
+                        "sent": producer.sent, "buffered_rows": buffered["rows"], "buffered_mb": buffered["bytes"] / 2**20,
+                        "dedup_mb": lake.dedup.nbytes() / 2**20, "files": len(lake.committed_files("trades"))})
     producer.stop()
     poller.stop()
     achieved = producer.sent / (time.monotonic() - t0)
@@ -46,10 +47,17 @@ def sustained(root: Path, rate: float, seconds: float) -> dict:
     slope = (np.polyfit([s["t_s"] for s in half], [s["rss_mb"] for s in half], 1)[0] * 60) if len(half) > 2 else None
     return {"rate": rate, "seconds": seconds, "achieved_rate": achieved, "producer_max_behind_s": producer.behind_s,
             "rows_stored": len(receipts), "freshness": visibility_latency(receipts, poller.answers),
+            "freshness_by_third": [visibility_latency(receipts[(receipts >= a) & (receipts < b)], poller.answers)
+                                   for a, b in _thirds(started_ns, time.time_ns())],
             "queries": len(poller.query_s), "query_ms_p50": float(np.median(poller.query_s) * 1e3) if poller.query_s else None,
             "rss_base_mb": base_rss / 2**20, "rss_first_mb": rss[0] if rss else None, "rss_max_mb": max(rss, default=None),
-            "rss_last_mb": rss[-1] if rss else None, "rss_slope_mb_per_min_second_half": slope,
+            "rss_last_mb": rss[-1] if rss else None, "peak_rss_mb": peak_rss_bytes() / 2**20, "rss_slope_mb_per_min_second_half": slope,
             "flushes": status["flush"]["flushes"], "samples": samples}
+
+
+def _thirds(a: int, b: int) -> list[tuple[int, int]]:
+    step = (b - a) // 3
+    return [(a + i * step, a + (i + 1) * step) for i in range(3)]
 
 
 if __name__ == "__main__":

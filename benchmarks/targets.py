@@ -76,6 +76,13 @@ def _peer_checks(c: dict) -> list[Check]:
     else:
         out.append(("ohlc 1 min, one symbol-day", _ms(q["ohlc"]), f"ArcticDB unavailable: {arctic.get('unavailable')}",
                     "faster than ArcticDB", None))
+    wi = c.get("whatif_rollup")
+    if wi:
+        vs = f"ArcticDB {_ms(arctic['queries']['ohlc'])}; " if "queries" in arctic else ""
+        out.append(("what-if, not in the product: the same bars from 1-s rollups kept at flush",
+                    _ms(wi["ohlc_from_rollup"]) + (" WRONG" if wi["wrong"] else ""),
+                    vs + f"plain DuckDB over the trades {_ms(plain['queries']['ohlc'])}; rollup build "
+                    f"{wi['build_us_per_trade']:.2f} us/trade", "-", None))
     ratio = q["vwap"]["median_s"] / plain["queries"]["vwap"]["median_s"]
     faster = q["vwap"]["median_s"] < arctic["queries"]["vwap"]["median_s"] if "queries" in arctic else None
     out.append((f"VWAP of every symbol over {c['trades'] / 1e6:g}M trades", _ms(q["vwap"]),
