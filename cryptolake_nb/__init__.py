@@ -5,6 +5,7 @@ import logging
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # never Python's last-resort stderr in cells
 
+from .alerts import AlertWarning
 from .analytics import ohlc, realized_volatility, returns, twap, vwap
 from .asof import asof_join
 from .books import book_at, depth, top_of_book
@@ -36,6 +37,7 @@ from .quotes import mid, spread
 from .resample import resample
 
 __all__ = [
+    "AlertWarning",
     "CollectorError",
     "ConfigError",
     "CryptolakeError",

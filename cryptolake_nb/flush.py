@@ -1,6 +1,7 @@
 """When to flush (rows, bytes, age) and the flush protocol: buffer -> Parquet -> manifest -> drop."""
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ __all__ = ["FlushPolicy", "Flusher"]
 log = logging.getLogger(__name__)
 
 FLUSH_ROWS = 131_072  # rows committed per step of a flush (bounds its working copy; files stay large)
+LATENCIES = 256  # flush durations kept for the health report's percentiles
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Flusher:
         self.rows_flushed = 0
         self.last_error: str | None = None
         self.last_flush_s: float | None = None
+        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCIES)  # s per committed group
+        self.failures = 0  # background rounds that failed (health, alerts)
         self.release: Callable[[list[int]], object] | None = None  # journal entries now in Parquet
         self.guard: Any = None  # a MemoryGuard: early flush at the cap, spill/drop when storage fails
         self.after_flush: Callable[[list[str]], None] | None = None  # background work after a flush
@@ -139,6 +143,7 @@ class Flusher:
         self.flushes += 1
         self.rows_flushed += rows.num_rows
         self.last_flush_s = self._clock.monotonic() - started
+        self.latencies.append(self.last_flush_s)
         log.debug("flushed %d %s rows into %d files", rows.num_rows, name, len(entries))
         return entries
 
@@ -193,6 +198,7 @@ class Flusher:
                 backoff, retry_at = poll, 0.0
             except (StorageError, OSError) as exc:
                 self.last_error = str(exc)
+                self.failures += 1
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
                 retry_at = self._clock.monotonic() + backoff
                 log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, str(exc))  # str: a kept record must not pin the rows
@@ -202,6 +208,7 @@ class Flusher:
                     self._on_error(exc)
             except Exception as exc:  # never let the flusher die silently
                 self.last_error = repr(exc)
+                self.failures += 1
                 log.exception("unexpected error in the flusher")
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
                 retry_at = self._clock.monotonic() + backoff

@@ -13,6 +13,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from .alerts import Alert, Alerts, Monitor
 from .backpressure import MemoryGuard
 from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
@@ -22,10 +23,12 @@ from .dedup import Deduper, key_columns
 from .flush import Flusher
 from .journal import Durability, Journal
 from .gaps import GapLog
+from .health import FeedEntry, HealthProbe, HealthStats, Monitoring
 from .lock import WriterLock
 from .compact import Compacted, Compactor
 from .explain import QueryPlan, TableScan
 from .manifest import FileEntry, Manifest
+from .metrics import MetricsServer, render
 from .orphans import sweep_orphans
 from .retire import Retirer
 from .verify import VerifyReport, verify
@@ -35,7 +38,7 @@ from .pruning import Prune, prune_from_tree
 from .quarantine import RejectLog
 from .querylog import QueryLog
 from .sequence import SequenceDetector
-from .status_view import StatusView, gaps_summary
+from .status_view import HealthView, StatusView, gaps_summary
 from .recovery import restore_from_journal
 from .tables import TABLES
 from .sink import ParquetSink
@@ -90,6 +93,7 @@ class Lake:
         config: LakeConfig | None = None,
         clock: Clock | None = None,
         read_only: bool = False,
+        monitoring: Monitoring | bool | None = None,
         **settings: Any,
     ) -> None:
         if config is not None and (root is not None or settings):
@@ -110,7 +114,7 @@ class Lake:
             self._lock = WriterLock(self.root)
         self._journal = None
         try:
-            self._open(clock)
+            self._open(clock, Monitoring.of(monitoring))
         except BaseException:
             if self._journal is not None:
                 self._journal.close()
@@ -118,8 +122,11 @@ class Lake:
                 self._lock.release()
             raise
 
-    def _open(self, clock: Clock | None) -> None:
+    def _open(self, clock: Clock | None, monitoring: Monitoring) -> None:
         self._clock = clock or SystemClock()
+        self.monitoring = monitoring  # health counters, alerts, metrics (health.py, alerts.py, metrics.py)
+        self.health_stats = HealthStats(self._clock, window_s=monitoring.window_s,
+                                        rate_window_s=monitoring.rate_window_s) if monitoring.enabled else None
         self._commit_lock = threading.RLock()
         self._manifest = Manifest(self.root, read_only=self.read_only)
         self.swept = {} if self.read_only else sweep_orphans(self.root, self._manifest, list(TABLES))
@@ -165,9 +172,21 @@ class Lake:
         self._subscriptions: list[FeedSpec] = []
         self.queries = QueryLog(maxlen=100)  # recent queries: time, rows, files, live rows
         self._collector: Collector | None = None
+        self._feeds: list[FeedEntry] = []
+        self._health = HealthProbe(self.root, clock=self._clock, stats=self.health_stats, buffers=self._buffers,
+                                   files=self._manifest.files, memory=self.memory, flusher=self._flusher, gaps=self.gaps,
+                                   feeds=lambda: self._feeds, collector=self._collector_status, disk=monitoring.disk,
+                                   silent_s=monitoring.rules.silent_s)
+        self.alerts = Alerts(monitoring.rules, show=monitoring.show, root=str(self.root),
+                             hooks=(monitoring.webhook,) if monitoring.webhook else ())
+        self._monitor = Monitor(self.check_alerts, monitoring.interval_s)
+        self._metrics: MetricsServer | None = None
         self.closed = False
         if self.config.autoflush and not self.read_only:
             self._flusher.start()
+            self._start_monitor()
+        if monitoring.metrics_port is not None:
+            self.serve_metrics(monitoring.metrics_port, host=monitoring.metrics_host)
         _close_at_exit(self)
 
     # -- ingest ---------------------------------------------------------------------------
@@ -219,12 +238,15 @@ class Lake:
         if self._collector is not None and self._collector.running:
             raise CollectorError("the collector is already running; lake.stop() first")
         specs = list(self._subscriptions)
-        self.feed_health = [FeedHealth(s.exchange, on_gap=self.gaps.record) for s in specs]  # reconnects -> gaps
+        self.feed_health = [FeedHealth(s.exchange, on_gap=self.gaps.record, clock=self._clock)  # reconnects -> gaps
+                            for s in specs]
+        self._feeds = _feed_entries(specs, self.feed_health)
         health = list(self.feed_health)
         self._collector = Collector(lambda: [build_feed(s, self.callbacks(s.channels), health=h)
                                              for s, h in zip(specs, health)])
         self._collector.start()
         self._flusher.start()
+        self._start_monitor()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop collecting (within `timeout` s) and flush what is buffered."""
@@ -491,11 +513,51 @@ class Lake:
         """Rows kept aside by validation, with the reason and raw values."""
         return self.rejects.frame()
 
+    # -- health, alerts, metrics (health.py, alerts.py, metrics.py) -------------------------
+    def health(self) -> HealthView:
+        """Per feed: state, messages/s, lag (receipt - exchange time: p50/p99/max over the last minute),
+        reconnects, open gap; per table: rows and bytes buffered, files and bytes committed; memory,
+        flush latency (last, p50/p99 of recent flushes), gaps (open/total), disk free, alerts firing.
+        A dict (HTML in notebooks); computed from counters, it never seals, queries or writes."""
+        return HealthView({**self._health.report(), "alerts": self.alerts.summary()})
+
+    def check_alerts(self) -> list[Alert]:
+        """Evaluate the alert conditions now (the monitor thread does it every `monitoring.interval_s`);
+        returns the alerts that fired or resolved."""
+        return self.alerts.evaluate(self._health.report())
+
+    def serve_metrics(self, port: int = 0, *, host: str = "127.0.0.1") -> tuple[str, int]:
+        """Serve Prometheus metrics at http://host:port/metrics (loopback by default; port 0: any free
+        port) until `stop_metrics()` or `close()`; returns the bound (host, port)."""
+        if self._metrics is not None:
+            if port not in (0, self._metrics.port) or host != self._metrics.host:
+                raise ConfigError(f"metrics are already served at {self._metrics.url}; stop_metrics() first")
+            return self._metrics.address  # type: ignore[return-value]
+        server = MetricsServer(lambda: render(self._health.report(), self.alerts.summary()), host=host, port=port)
+        address = server.start()
+        self._metrics = server
+        return address
+
+    def stop_metrics(self) -> None:
+        """Stop serving metrics (nothing if not serving)."""
+        server, self._metrics = self._metrics, None
+        if server is not None:
+            server.stop()
+
+    def _start_monitor(self) -> None:
+        if self.monitoring.enabled and not self.read_only:
+            self._monitor.start()
+
+    def _collector_status(self) -> dict[str, Any]:
+        if self._collector is None:
+            return {"state": "stopped", "errors": []}
+        return self._collector.status()
+
     # -- lifecycle ------------------------------------------------------------------------
     def status(self, recent_queries: int = 10) -> StatusView:
-        """Collector state and errors, buffered rows, committed files, flush health, gaps, recent queries
-        (a dict; HTML in notebooks)."""
-        collector = self._collector.status() if self._collector is not None else {"state": "stopped", "errors": []}
+        """Collector state and errors, buffered rows, committed files, flush health, gaps, recent queries,
+        and `health()` under "health" (a dict; HTML in notebooks)."""
+        collector = self._collector_status()
         tables = {}
         for name, buf in self._buffers.items():
             files = self._manifest.files(name)
@@ -512,6 +574,7 @@ class Lake:
             "memory": self.memory.stats(),
             "flush": {"flushes": f.flushes, "rows": f.rows_flushed, "last_flush_s": f.last_flush_s, "last_error": f.last_error},
             "gaps": gaps_summary(self.gaps.table()), "queries": self.queries.summary(recent_queries),
+            "health": self.health(),
         })
 
     def activate(self) -> "Lake":
@@ -529,6 +592,9 @@ class Lake:
             if not self.read_only:
                 self.stop()
         finally:
+            self._monitor.stop()
+            self.stop_metrics()
+            self.alerts.close()
             self._flusher.stop()
             self._retirer.purge(force=True)
             self._view.close()
@@ -541,6 +607,8 @@ class Lake:
                 _ACTIVE = None
 
     def _on_sealed(self, table: str, batch: pa.RecordBatch) -> None:
+        if self.health_stats is not None:
+            self.health_stats.observe(table, batch)
         self.gaps.observe(table, batch)
         self.sequences.observe(table, batch)
 
@@ -560,6 +628,17 @@ class Lake:
 
     def __repr__(self) -> str:
         return f"Lake({str(self.root)!r})"
+
+
+def _feed_entries(specs: Sequence["FeedSpec"], health: Sequence["FeedHealth"]) -> list[FeedEntry]:
+    """One entry per running feed, labelled by exchange (a second feed of an exchange gets '#2')."""
+    seen: dict[str, int] = {}
+    out = []
+    for spec, h in zip(specs, health):
+        seen[spec.exchange] = seen.get(spec.exchange, 0) + 1
+        name = spec.exchange if seen[spec.exchange] == 1 else f"{spec.exchange}#{seen[spec.exchange]}"
+        out.append(FeedEntry(name, spec.exchange, spec.channels, h))
+    return out
 
 
 _OPEN: "weakref.WeakSet[Lake]" = weakref.WeakSet()

@@ -99,7 +99,7 @@ def parse_request(line: str, cell: str | None, namespace: dict[str, Any]) -> Cel
 
 @magics_class
 class LakeMagics(Magics):
-    """`%%lakesql` runs SQL on the lake; `%lake start|stop|status|flush` drives the collector."""
+    """`%%lakesql` runs SQL on the lake; `%lake start|stop|status|health|flush|...` drives the collector."""
 
     def __init__(self, shell: Any, lake: Lake) -> None:
         super().__init__(shell)
@@ -118,7 +118,7 @@ class LakeMagics(Magics):
 
     @line_magic
     def lake(self, line: str) -> Any:
-        """%lake start | stop | status | flush | compact | verify"""
+        """%lake start | stop | status | health | flush | compact | verify | metrics [PORT] | metrics stop"""
         words = shlex.split(line)
         command = words[0] if words else "status"
         try:
@@ -133,6 +133,10 @@ class LakeMagics(Magics):
                 return f"{len(files)} file(s) committed"
             if command == "status":
                 return StatusView(self.lake.status())
+            if command == "health":
+                return self.lake.health()
+            if command == "metrics":
+                return self._metrics(words[1:])
             if command == "compact":
                 done = self.lake.compact()
                 return f"{sum(c.files_in for c in done)} file(s) merged into {len(done)}"
@@ -141,4 +145,15 @@ class LakeMagics(Magics):
                 return f"{report.checked} file(s) checked, {len(report.bad)} bad: {report.bad}"
         except CryptolakeError as exc:
             raise UsageError(f"{type(exc).__name__}: {exc}") from None
-        raise UsageError(f"%lake: unknown command {command!r}; use start, stop, status, flush, compact or verify")
+        raise UsageError(f"%lake: unknown command {command!r}; use start, stop, status, health, flush, compact, verify "
+                         "or metrics")
+
+    def _metrics(self, args: list[str]) -> str:
+        """`%lake metrics [PORT]` serves /metrics on loopback; `%lake metrics stop` stops it."""
+        if args == ["stop"]:
+            self.lake.stop_metrics()
+            return "metrics stopped"
+        if len(args) > 1 or (args and not args[0].isdigit()):
+            raise UsageError("%lake metrics: usage: %lake metrics [PORT] | %lake metrics stop")
+        host, port = self.lake.serve_metrics(int(args[0]) if args else 0)
+        return f"metrics at http://{host}:{port}/metrics"

@@ -2,6 +2,8 @@
 
 `Lake.status()` returns a `StatusView`, so a script reads it as a dict (and prints it as JSON)
 while a notebook cell shows collector, feeds, tables, memory, gaps and recent queries at a glance.
+`Lake.health()` returns a `HealthView` (alerts firing; per feed state, messages/s, lag, reconnects,
+open gap; flush latency, disk free); the status shows it first when it holds one under "health".
 Everything shown comes from the dict: the view adds no state and never queries the lake. Every
 value is escaped (SQL text, error messages and symbols are user or exchange input).
 """
@@ -14,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
 
-__all__ = ["StatusView", "gaps_summary"]
+__all__ = ["HealthView", "StatusView", "gaps_summary"]
 
 _SQL_SHOWN = 160  # characters of a statement shown in the table; the full text is in its tooltip
 
@@ -32,7 +34,10 @@ class StatusView(dict):
 
     def _repr_html_(self) -> str:
         parts = [_header(self)]
-        if self.get("feeds"):
+        health = self.get("health")
+        if health:
+            parts.append(_health(health))
+        if self.get("feeds") and not (health or {}).get("feeds"):
             parts.append(_table("feeds", ("exchange", "connections", "reconnects", "frames", "malformed"),
                                 [[f.get(k) for k in ("exchange", "connections", "reconnects", "frames", "malformed")]
                                  for f in self["feeds"]]))
@@ -46,6 +51,58 @@ class StatusView(dict):
 
     def __repr__(self) -> str:
         return json.dumps(self, indent=1, default=str)
+
+
+class HealthView(dict):
+    """The health dict (see `Lake.health`), shown as HTML in notebooks and as JSON in a terminal."""
+
+    def _repr_html_(self) -> str:
+        c = self.get("collector", {})
+        head = (f"<p><b>lake health</b> {_esc(self.get('root'))} &mdash; collector: <b>{_esc(c.get('state'))}</b></p>")
+        return f'<div class="cryptolake-health">{head}{_health(self)}</div>'
+
+    def __repr__(self) -> str:
+        return json.dumps(self, indent=1, default=str)
+
+
+def _health(h: dict) -> str:
+    """Alerts firing, the feeds table, and one line of flush latency, gaps, memory and disk."""
+    parts = []
+    firing = (h.get("alerts") or {}).get("firing") or []
+    if firing:
+        items = "".join(f"<li><b>{_esc(a.get('kind'))}</b> {_esc(a.get('message'))}</li>" for a in firing)
+        parts.append(f'<div class="cryptolake-alerts" style="border-left:4px solid #b00020;padding-left:6px">'
+                     f"<b>alerts firing: {len(firing)}</b><ul>{items}</ul></div>")
+    feeds = h.get("feeds") or []
+    if feeds:
+        rows = []
+        for f in feeds:
+            per_channel = ", ".join(f"{ch} {_num(c.get('messages_per_s'), 1)}/s" for ch, c in (f.get("channels") or {}).items())
+            rows.append([f.get("feed"), _Html(f"<b>{_esc(f.get('state'))}</b>"), _num(f.get("messages_per_s"), 1),
+                         per_channel, _ms(f.get("lag_p50_s")), _ms(f.get("lag_max_s")), _num(f.get("idle_s"), 0),
+                         f.get("reconnects"), f.get("gap_open") or "", f.get("last_error") or ""])
+        parts.append(_table("feeds", ("feed", "state", "msg/s", "per channel", "lag p50 ms", "lag max ms", "idle s",
+                                      "reconnects", "open gap", "last error"), rows))
+    fl, gaps, mem, disk = h.get("flush") or {}, h.get("gaps") or {}, h.get("memory") or {}, h.get("disk") or {}
+    bits = [f"flush last {_ms(fl.get('last_s'))} ms, p99 {_ms(fl.get('p99_s'))} ms ({_esc(fl.get('kept', 0))} kept)"
+            + (f", <b>failing</b>: {_esc(fl.get('last_error'))}" if fl.get("last_error") else ""),
+            f"gaps open {_esc(gaps.get('open', 0))} / total {_esc(gaps.get('total', 0))}"]
+    if mem:
+        bits.append(f"buffers {_mb(mem.get('used_bytes'))} MB, {_pct(mem.get('used_fraction'))} of the guard's limit")
+    if disk.get("free_bytes") is not None:
+        bits.append(f"disk free {disk['free_bytes'] / 2**30:.1f} GiB ({_pct(disk.get('free_fraction'))})")
+    elif disk.get("error"):
+        bits.append(f"disk free unknown: {_esc(disk['error'])}")
+    parts.append(f"<p>{' &middot; '.join(bits)}</p>")
+    return "".join(parts)
+
+
+def _ms(seconds: Any) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:.1f}"
+
+
+def _pct(fraction: Any) -> str:
+    return "-" if fraction is None else f"{fraction:.0%}"
 
 
 def _esc(value: object) -> str:
