@@ -4,7 +4,9 @@ book) -> lake callbacks on the collector thread -> seal, journal, flush, all wit
 The simulator's rate is raised step by step; a step is sustained when the lake received >= 95% of
 the frames sent in it, the simulator sent >= 90% of the rate asked, and no connection dropped. The
 highest sustained step is the ingest capacity; freshness (receipt -> visible to a query) is
-measured in every step by a poller (see freshness.py).
+measured in every step by a poller (see freshness.py). The receiving process's CPU time per message
+(every thread: TLS, websocket, cryptofeed, lake, flusher, and the poller's queries) bounds what it
+could take if the simulator were not the limit.
 """
 from __future__ import annotations
 
@@ -47,14 +49,15 @@ def bench_ingest_e2e(root: Path, rates: list[int], step_s: float) -> dict:
         for rate in rates:
             sim.command(rate=rate)
             time.sleep(1.0)  # settle at the new rate
-            s0, f0, r0, t0 = sim.command(), _frames(lake), _reconnects(lake), time.monotonic()
+            s0, f0, r0, t0, c0 = sim.command(), _frames(lake), _reconnects(lake), time.monotonic(), time.process_time()
             ns0 = time.time_ns()
             time.sleep(step_s)
-            s1, f1, r1, t1 = sim.command(), _frames(lake), _reconnects(lake), time.monotonic()
+            s1, f1, r1, t1, c1 = sim.command(), _frames(lake), _reconnects(lake), time.monotonic(), time.process_time()
             dt = t1 - t0
             sent = (s1["trades"] + s1["depth"] - s0["trades"] - s0["depth"]) / dt
             received = (f1 - f0) / dt
             step = {"rate": rate, "sent_per_s": sent, "received_per_s": received, "reconnects": r1 - r0,
+                    "cpu_us_per_msg": (c1 - c0) / max(f1 - f0, 1) * 1e6, "cpu_share": (c1 - c0) / dt,
                     "window_ns": (ns0, time.time_ns())}
             step["sustained"] = received >= 0.95 * sent and sent >= 0.9 * rate and r1 == r0
             steps.append(step)

@@ -82,8 +82,10 @@ def _ingest(r: dict) -> list[str]:
     e = r.get("ingest_e2e")
     if e:
         out += ["## Ingest end to end (simulator process -> TLS websocket -> cryptofeed -> lake, trades + L2 diffs)", ""]
-        out += _table(["rate asked /s", "sent /s", "received /s", "reconnects", "freshness p50 / p99 ms", "sustained"],
+        out += _table(["rate asked /s", "sent /s", "received /s", "reconnects", "receiver CPU us/msg (cores)",
+                       "freshness p50 / p99 ms", "sustained"],
                       [[f"{s['rate']:,}", f"{s['sent_per_s']:,.0f}", f"{s['received_per_s']:,.0f}", str(s["reconnects"]),
+                        f"{s.get('cpu_us_per_msg', float('nan')):.0f} ({s.get('cpu_share', float('nan')):.2f})",
                         f"{s['freshness'].get('p50_ms', float('nan')):.0f} / {s['freshness'].get('p99_ms', float('nan')):.0f}",
                         "yes" if s["sustained"] else "NO"] for s in e["steps"]])
         out += ["", f"Max sustained: **{e['max_sustained_msgs_per_s']:,.0f} msg/s**; limited by {e['limited_by']}. "
