@@ -88,7 +88,7 @@ def _ingest(r: dict) -> list[str]:
                         f"{s.get('cpu_us_per_msg', float('nan')):.0f} ({s.get('cpu_share', float('nan')):.2f})",
                         f"{s['freshness'].get('p50_ms', float('nan')):.0f} / {s['freshness'].get('p99_ms', float('nan')):.0f}",
                         "yes" if s["sustained"] else "NO"] for s in e["steps"]])
-        out += ["", f"Max sustained: **{e['max_sustained_msgs_per_s']:,.0f} msg/s**; limited by {e['limited_by']}. "
+        out += ["", f"Max sustained: **{e['max_sustained_msgs_per_s']:,.0f} msg/s**; limit: {e['limited_by']}. "
                 f"Stored: {e['rows']['trades']:,} trades, {e['rows']['l2_book']:,} L2 rows; malformed frames: {e['malformed']}.", ""]
     pc, cp = r.get("parse_cost"), r.get("capture_parse")
     if pc:
