@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .config import load_settings
 from .jupysql import JupysqlBridge
 from .lake import Lake, active_lake
 from .magics import LakeMagics
@@ -16,8 +17,12 @@ _MAGIC_NAMES = {"line": ("lakesql", "lake"), "cell": ("lakesql",)}
 
 
 def load(ipython: Any) -> Lake:
-    """Open (or create) the lake at $CRYPTOLAKE_ROOT or ./lake, make it active, expose it as `lake`."""
-    lake = Lake().activate()
+    """Open (or create) the configured lake, make it active, expose it as `lake`.
+
+    The settings load as everywhere (config.py): ./cryptolake.yaml or $CRYPTOLAKE_CONFIG, then the
+    CRYPTOLAKE_* environment (CRYPTOLAKE_ROOT or CRYPTOLAKE_LAKE__ROOT); the root defaults to ./lake.
+    An invalid configuration fails here with one ConfigError naming each field."""
+    lake = Lake(settings=load_settings()).activate()
     ipython.register_magics(LakeMagics(ipython, lake))
     ipython.push({"lake": lake})
     JupysqlBridge(ipython, lake).install()  # %sql / %%sql (jupysql) see the lake's views, in either load order

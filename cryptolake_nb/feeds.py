@@ -39,11 +39,17 @@ __all__ = [
     "REPLAY_FEED_OPTIONS",
     "ReconnectPolicy",
     "build_feed",
+    "check_cryptofeed_config",
+    "check_feed_options",
+    "cryptofeed_config",
     "describe_feed",
+    "exchange_id",
+    "feed_options",
     "feed_health",
     "is_dead_feed_error",
     "load_symbol_data",
     "make_feedhandler",
+    "public_channels",
     "route_cryptofeed_logging",
 ]
 
@@ -62,9 +68,78 @@ REPLAY_FEED_OPTIONS: dict[str, Any] = {"candle_closed_only": False}
 """Feed options for replaying a capture (the driver in replay.py, or a CaptureServer over the socket)."""
 
 
-def _public_channels(exchange: str) -> tuple[str, ...]:
+# Feed keyword arguments the lake sets itself, and the setting to use instead
+RESERVED_OPTIONS = {
+    "symbols": "symbols", "channels": "channels", "subscription": "symbols and channels",
+    "callbacks": "nothing: the lake's callbacks store the data", "retries": "retries",
+    "http_proxy": "proxy (it covers websockets too)", "timeout": "reconnect.watchdog_s",
+    "timeout_interval": "reconnect.watchdog_s", "exceptions": "nothing: the lake handles connection errors",
+}
+# keys of cryptofeed's own configuration that a kernel needs as the lake sets them (see _CONFIG)
+KERNEL_CONFIG_KEYS = {"uvloop": "the kernel's event loop policy must not change",
+                      "log": "cryptofeed's logger is routed into the logging tree (route_cryptofeed_logging)"}
+
+
+def exchange_id(value: object) -> str:
+    """cryptofeed's exchange id (EXCHANGE_MAP key) for `value`, any case; ConfigError if unknown."""
+    name = value.strip().upper() if isinstance(value, str) else value
+    if name not in EXCHANGE_MAP:
+        raise ConfigError(f"unknown exchange {value!r}; allowed: {', '.join(sorted(EXCHANGE_MAP))}")
+    return name
+
+
+def public_channels(exchange: str) -> tuple[str, ...]:
+    """The channels of `exchange` that need no API key."""
     cls = EXCHANGE_MAP[exchange]
     return tuple(sorted(c for c in cls.websocket_channels if not cls.is_authenticated_channel(c)))
+
+
+def feed_options(exchange: str) -> tuple[str, ...]:
+    """The keyword arguments `exchange`'s cryptofeed Feed class takes that a configuration may set."""
+    names: set[str] = set()
+    for cls in EXCHANGE_MAP[exchange].__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD) and param.name != "self":
+                names.add(param.name)
+    return tuple(sorted(names - set(RESERVED_OPTIONS) - {"address"}))
+
+
+def check_cryptofeed_config(config: object, *, where: str = "cryptofeed") -> dict[str, Any]:
+    """cryptofeed's own configuration (API keys per exchange, ...), minus what the lake must set."""
+    if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
+        raise ConfigError(f"{where} must be a mapping of cryptofeed configuration keys, got {type(config).__name__}")
+    for key, why in KERNEL_CONFIG_KEYS.items():
+        if key in config:
+            raise ConfigError(f"{where}.{key} cannot be set: {why}")
+    return dict(config)
+
+
+def check_feed_options(exchange: str, options: object) -> dict[str, Any]:
+    """Keyword arguments for `exchange`'s cryptofeed Feed class (max_depth, candle_interval, ...),
+    checked against its signature; `config` is cryptofeed's configuration (check_cryptofeed_config)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+        raise ConfigError(f"cryptofeed options must be a mapping of keyword arguments, got {type(options).__name__}")
+    allowed = feed_options(exchange)
+    for key in options:
+        if key in RESERVED_OPTIONS:
+            raise ConfigError(f"cryptofeed option {key!r} is set by the lake; use {RESERVED_OPTIONS[key]}")
+        if key not in allowed:
+            raise ConfigError(f"cryptofeed option {key!r} is not a keyword argument of {exchange}'s Feed; "
+                              f"allowed: {', '.join(allowed)}")
+    out = dict(options)
+    if "config" in out:
+        out["config"] = check_cryptofeed_config(out["config"] or {}, where="cryptofeed.config")
+    return out
+
+
+def cryptofeed_config(user: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `config=` a Feed gets: the user's cryptofeed configuration with the kernel's keys set."""
+    return {**(user or {}), **_CONFIG}
 
 
 @dataclass(frozen=True)
@@ -77,7 +152,12 @@ class FeedSpec:
     Connections: `proxy` (a URL 'http://...' or 'socks5://...', False/'direct', or None: the
     HTTPS_PROXY/ALL_PROXY/NO_PROXY environment; a simulated feed reads no environment) and
     `no_proxy` (hosts that bypass it) as in proxy.py; `retries` reconnection attempts per outage
-    before the feed is failed (-1: no limit); `reconnect` the backoff and watchdog (reconnect.py).
+    before the feed is failed (-1: no limit); `reconnect` the backoff and watchdog (reconnect.py);
+    `connect_timeout` / `rest_timeout` in seconds for opening a websocket / a REST request.
+
+    `options`: keyword arguments for the exchange's cryptofeed Feed class (`max_depth`,
+    `candle_interval`, `depth_interval`, ...; `config` is cryptofeed's own configuration, e.g. API
+    keys), checked against its signature; what the lake sets itself is refused (`check_feed_options`).
     """
 
     exchange: str
@@ -88,6 +168,9 @@ class FeedSpec:
     proxy: ProxySetting = None
     no_proxy: tuple[str, ...] | None = None
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)  # cryptofeed Feed keyword arguments
+    connect_timeout: float = 10.0  # seconds a websocket may take to open (proxy tunnel and TLS included)
+    rest_timeout: float = 30.0     # seconds a REST request may take (the symbol list, snapshots)
 
     def __post_init__(self) -> None:
         for name in ("symbols", "channels"):
@@ -95,15 +178,12 @@ class FeedSpec:
             if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
                 raise ConfigError(f"FeedSpec.{name} must be a sequence of non-empty strings, got {value!r}")
             object.__setattr__(self, name, tuple(dict.fromkeys(value)))
-        if isinstance(self.exchange, str):
-            object.__setattr__(self, "exchange", self.exchange.upper())
-        if self.exchange not in EXCHANGE_MAP:
-            raise ConfigError(f"unknown exchange {self.exchange!r}; allowed: {', '.join(sorted(EXCHANGE_MAP))}")
+        object.__setattr__(self, "exchange", exchange_id(self.exchange))
         if not self.symbols:
             raise ConfigError(f"FeedSpec for {self.exchange} needs at least one symbol")
         if not self.channels:
             raise ConfigError(f"FeedSpec for {self.exchange} needs at least one channel")
-        allowed = _public_channels(self.exchange)
+        allowed = public_channels(self.exchange)
         for channel in self.channels:
             if channel not in allowed:
                 raise ConfigError(f"unknown channel {channel!r} for {self.exchange}; allowed: {', '.join(allowed)}")
@@ -117,6 +197,11 @@ class FeedSpec:
             object.__setattr__(self, "no_proxy", split_no_proxy(self.no_proxy))
         if not isinstance(self.reconnect, ReconnectPolicy):
             raise ConfigError(f"reconnect must be a ReconnectPolicy, got {type(self.reconnect).__name__}")
+        object.__setattr__(self, "options", check_feed_options(self.exchange, self.options))
+        for name in ("connect_timeout", "rest_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
 
     @property
     def name(self) -> str:
@@ -161,9 +246,10 @@ def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback], *, on_gap: Gap
         if not _is_async_callable(cb):
             raise ConfigError(f"callback for {channel!r} must be an async callable (obj, receipt_timestamp), got {cb!r}")
     route = spec.route(env)
+    options = dict(spec.options)
     kwargs: dict[str, Any] = dict(
         symbols=list(spec.symbols), channels=list(spec.channels), callbacks=dict(callbacks),
-        retries=spec.retries, config=dict(_CONFIG),
+        retries=spec.retries, config=cryptofeed_config(options.pop("config", None)), **options,
     )
     if getattr(spec.simulator, "capture", None) is not None:
         kwargs.update(REPLAY_FEED_OPTIONS)  # the same feed options as the replay driver
@@ -173,18 +259,19 @@ def build_feed(spec: FeedSpec, callbacks: Mapping[str, Callback], *, on_gap: Gap
             ssl_context, allowed = spec.simulator.ssl_context, simulator_prefixes(spec.simulator)
             feed = simulated_class(spec.simulator)(spec.simulator, **kwargs)
         else:
-            feed = managed_class(EXCHANGE_MAP[spec.exchange], route)(**kwargs)
+            feed = managed_class(EXCHANGE_MAP[spec.exchange], route, spec.rest_timeout)(**kwargs)
     except UnsupportedSymbol as exc:
         raise ConfigError(f"{exc} (requested symbols: {', '.join(spec.symbols)})") from exc
     except UnsupportedDataFeed as exc:
         raise ConfigError(str(exc)) from exc
-    feed.http_conn = RoutedHTTPConn(feed.id, route, ssl_context, allowed)
+    feed.http_conn = RoutedHTTPConn(feed.id, route, ssl_context, allowed, timeout=spec.rest_timeout)
     if health is None:
         health = FeedHealth(spec.exchange, on_gap=on_gap)
     elif on_gap is not None:
         health.on_gap = on_gap
     health.proxy = route.describe()
-    attach(feed, FeedRuntime(health, route, spec.retries, spec.reconnect, rng or random.Random(), ssl_context, allowed))
+    attach(feed, FeedRuntime(health, route, spec.retries, spec.reconnect, rng or random.Random(), ssl_context, allowed,
+                             connect_timeout=spec.connect_timeout, rest_timeout=spec.rest_timeout))
     return feed
 
 

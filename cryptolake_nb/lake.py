@@ -17,7 +17,7 @@ from .alerts import Alert, Alerts, Monitor
 from .backpressure import MemoryGuard
 from .buffer import LiveBuffer
 from .clock import Clock, SystemClock
-from .config import LakeConfig
+from .config import LakeConfig, Settings, lake_settings
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
 from .dedup import Deduper, key_columns
 from .flush import Flusher
@@ -91,14 +91,17 @@ class Lake:
         root: str | Path | None = None,
         *,
         config: LakeConfig | None = None,
+        settings: Settings | None = None,
         clock: Clock | None = None,
         read_only: bool = False,
         monitoring: Monitoring | bool | None = None,
-        **settings: Any,
+        **overrides: Any,
     ) -> None:
-        if config is not None and (root is not None or settings):
-            raise ConfigError("pass either config= or root/settings, not both")
-        self.config = config or LakeConfig.load(root, **settings)
+        # defaults < cryptolake.yaml / $CRYPTOLAKE_CONFIG < CRYPTOLAKE_* < root and overrides (config.py)
+        self.settings = lake_settings(root, config=config, settings=settings, **overrides)
+        self.config = self.settings.lake
+        if monitoring is None:
+            monitoring = self.settings.monitoring  # Monitoring.from_config reads the section
         self.root = self.config.root.resolve()
         self.read_only = read_only
         if read_only:
@@ -203,30 +206,39 @@ class Lake:
         """cryptofeed callbacks for `channels`, for use in any FeedHandler."""
         from .ingest import callback_for
 
+        channels = list(channels)
+        skipped = [ch for ch in channels if ch in TABLES and ch not in self.config.tables]
+        if skipped:
+            raise ConfigError(f"channel(s) {', '.join(skipped)} not stored by this lake: lake.tables is "
+                              f"{', '.join(self.config.tables)}")
         return {ch: callback_for(self, ch) for ch in channels}
 
     def subscribe(self, exchange: str, symbols: Sequence[str], channels: Sequence[str] = ("trades",), *,
-                  simulator: Any = None, proxy: Any = None, no_proxy: Any = None, retries: int = 10,
-                  reconnect: Any = None) -> "FeedSpec":
+                  simulator: Any = None, proxy: Any = None, no_proxy: Any = None, retries: int | None = None,
+                  reconnect: Any = None, options: Mapping[str, Any] | None = None) -> "FeedSpec":
         """Add a feed that `start()` will run; returns the validated spec.
 
-        `proxy` ('http://host:port', 'socks5://user:pw@host:port', False for none; default: the
+        `proxy` ('http://host:port', 'socks5://user:pw@host:port', False for none, True for the
         HTTPS_PROXY/ALL_PROXY/NO_PROXY environment), `no_proxy`, `retries` (reconnection attempts per
-        outage, -1 for no limit) and `reconnect` (a `ReconnectPolicy`: backoff, watchdog): see FeedSpec.
+        outage, -1 for no limit) and `reconnect` (a `ReconnectPolicy`: backoff, watchdog): see FeedSpec;
+        left None, they are the settings' `network` section (by default: the environment's proxy, 10
+        retries, ReconnectPolicy()). `options`: keyword arguments for cryptofeed's Feed class
+        (`max_depth`, `candle_interval`, `config`, ...), passed through after a check.
         """
-        from .feeds import FeedSpec, ReconnectPolicy
-
         if isinstance(symbols, str):
             symbols = [symbols]
         check_value("exchange", exchange)
         for symbol in symbols:
             check_value("symbol", symbol)  # refused now, not as rejected rows later
-        spec = FeedSpec(exchange=exchange, symbols=tuple(symbols), channels=tuple(channels), simulator=simulator,
-                        proxy=proxy, no_proxy=no_proxy, retries=retries,
-                        reconnect=ReconnectPolicy() if reconnect is None else reconnect)
+        spec = self.settings.feed_spec(exchange, symbols, channels, simulator=simulator, proxy=proxy,
+                                       no_proxy=no_proxy, retries=retries, reconnect=reconnect, options=options)
         self.callbacks(spec.channels)  # refuses channels the lake cannot store
         self._subscriptions.append(spec)
         return spec
+
+    def subscribe_configured(self) -> list["FeedSpec"]:
+        """Subscribe every feed of the settings' `feeds` section (what `cryptolake collect` runs)."""
+        return [self.subscribe(**feed.subscribe_kwargs(self.settings.network)) for feed in self.settings.feeds]
 
     def start(self) -> None:
         """Run the subscribed feeds on a background thread; cells keep running."""
@@ -275,7 +287,7 @@ class Lake:
         files = [files] if isinstance(files, (str, Path)) else list(files)
         desc = "replay " + Path(files[0]).name.split(".")[0] if files else "replay"
         with ProgressBar(desc, unit="line", enabled=progress) as bar:
-            result: ReplayResult = replay_capture(files, self.callbacks(TABLES), config=config, progress=bar)
+            result: ReplayResult = replay_capture(files, self.callbacks(self.config.tables), config=config, progress=bar)
         self.last_replay = result
         after = counts()
         return {t: after[t] - before[t] for t in after}

@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .feed_health import FeedHealth
 from .proxy import ProxyRoute, redact
 from .reconnect import ManagedConnection, ReconnectPolicy
-from .transport import ProxiedSyncHTTP, route_rest_connection, ws_proxy_option
+from .transport import SYMBOL_FETCH_TIMEOUT_S, ProxiedSyncHTTP, route_rest_connection, ws_proxy_option
 
 __all__ = ["FeedRuntime", "ManagedFeed", "attach", "managed_class", "runtime_of"]
 
@@ -35,6 +35,8 @@ class FeedRuntime:
     rng: random.Random = field(default_factory=random.Random)
     ssl_context: ssl.SSLContext | None = None  # None: the system's trust store
     allowed: tuple[str, ...] | None = None     # a simulated feed: its simulator's address prefixes
+    connect_timeout: float | None = None       # seconds to open a websocket (None: websockets' default)
+    rest_timeout: float | None = None          # seconds per REST request (None: aiohttp's default)
 
 
 _RUNTIME: weakref.WeakKeyDictionary[Any, FeedRuntime] = weakref.WeakKeyDictionary()
@@ -88,10 +90,12 @@ class ManagedFeed:
                                       f"which is not its simulator ({', '.join(rt.allowed)})")
             if isinstance(conn, WSAsyncConn):
                 conn.ws_kwargs["proxy"] = ws_proxy_option(rt.route, conn.address)
+                if rt.connect_timeout is not None:
+                    conn.ws_kwargs["open_timeout"] = rt.connect_timeout
                 if rt.ssl_context is not None:
                     conn.ws_kwargs["ssl"] = rt.ssl_context
             else:
-                route_rest_connection(conn, rt.route, rt.ssl_context, rt.allowed)
+                route_rest_connection(conn, rt.route, rt.ssl_context, rt.allowed, timeout=rt.rest_timeout)
             rt.health.register(conn, subscribed_pairs(self, conn))
             out.append(rt.health.wrap(conn, entry))
         return out
@@ -116,14 +120,16 @@ class ManagedFeed:
                     callback.start(loop, multiprocess=self.config.backend_multiprocessing)  # type: ignore[attr-defined]
 
 
-_CLASSES: dict[tuple[type, ProxyRoute], type] = {}
+_CLASSES: dict[tuple[type, ProxyRoute, float], type] = {}
 
 
-def managed_class(base: type, route: ProxyRoute) -> type:
+def managed_class(base: type, route: ProxyRoute, timeout: float = SYMBOL_FETCH_TIMEOUT_S) -> type:
     """`base` (a cryptofeed exchange class) with ManagedFeed first and its blocking symbol fetch
-    on `route`; one class per (exchange, route), since cryptofeed reads `http_sync` from the class."""
-    key = (base, route)
+    on `route` within `timeout` s; one class per (exchange, route, timeout), since cryptofeed reads
+    `http_sync` from the class."""
+    key = (base, route, timeout)
     cls = _CLASSES.get(key)
     if cls is None:
-        cls = _CLASSES[key] = type(base.__name__, (ManagedFeed, base), {"http_sync": ProxiedSyncHTTP(route)})
+        cls = _CLASSES[key] = type(base.__name__, (ManagedFeed, base),
+                                   {"http_sync": ProxiedSyncHTTP(route, timeout=timeout)})
     return cls

@@ -48,9 +48,12 @@ class RoutedSession:
     """Stands where cryptofeed keeps its aiohttp.ClientSession: get/post/delete pick, per URL, a
     direct session, aiohttp's own HTTP CONNECT proxying, or a session on a SOCKS5 connector."""
 
-    def __init__(self, route: ProxyRoute, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, route: ProxyRoute, ssl_context: ssl.SSLContext | None = None, *,
+                 timeout: float | None = None) -> None:
         self.route = route
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        # None: aiohttp's default (5 minutes per request)
+        self._timeout = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
         self._sessions: dict[ProxyURL | None, aiohttp.ClientSession] = {}
         self._closed = False
 
@@ -67,7 +70,8 @@ class RoutedSession:
                 connector = ProxyConnector(host=key.host, port=key.port, proxy_type=ProxyType.SOCKS5,
                                            username=key.username, password=key.password,
                                            rdns=key.scheme == "socks5h", ssl=self._ssl)
-            session = self._sessions[key] = aiohttp.ClientSession(connector=connector)
+            extra = {"timeout": self._timeout} if self._timeout is not None else {}
+            session = self._sessions[key] = aiohttp.ClientSession(connector=connector, **extra)
         if proxy is not None and proxy.kind == "http":
             return session, {"proxy": proxy.url_without_credentials, "proxy_headers": _proxy_headers(proxy)}
         return session, {"proxy": None}
@@ -105,11 +109,12 @@ class _Routed:
     _route: ProxyRoute = ProxyRoute()
     _ssl_context: ssl.SSLContext | None = None
     _allowed: tuple[str, ...] | None = None
+    _timeout: float | None = None
 
     async def _open(self) -> None:
         if self.is_open:  # type: ignore[attr-defined]
             return
-        self.conn = RoutedSession(self._route, self._ssl_context)
+        self.conn = RoutedSession(self._route, self._ssl_context, timeout=self._timeout)
         self.sent = self.received = 0
         self.last_message = None
 
@@ -123,9 +128,9 @@ class RoutedHTTPConn(_Routed, HTTPAsyncConn):
     """cryptofeed's REST connection (book snapshots and the like) on a ProxyRoute."""
 
     def __init__(self, conn_id: str, route: ProxyRoute, ssl_context: ssl.SSLContext | None = None,
-                 allowed: tuple[str, ...] | None = None) -> None:
+                 allowed: tuple[str, ...] | None = None, *, timeout: float | None = None) -> None:
         super().__init__(conn_id)
-        self._route, self._ssl_context, self._allowed = route, ssl_context, allowed
+        self._route, self._ssl_context, self._allowed, self._timeout = route, ssl_context, allowed, timeout
 
     async def read(self, address: str, *args: Any, **kwargs: Any) -> Any:
         self._check(address)
@@ -152,14 +157,14 @@ _ROUTED_POLLS = {HTTPPoll: _RoutedPoll, HTTPConcurrentPoll: _RoutedConcurrentPol
 
 
 def route_rest_connection(conn: Any, route: ProxyRoute, ssl_context: ssl.SSLContext | None = None,
-                          allowed: tuple[str, ...] | None = None) -> bool:
+                          allowed: tuple[str, ...] | None = None, *, timeout: float | None = None) -> bool:
     """Put a poller cryptofeed made in `_connect_rest` on `route` (it makes them with a default
-    session and no proxy); False if `conn` is not one of cryptofeed's pollers."""
+    session and no proxy), each request within `timeout` s; False if `conn` is not one of cryptofeed's pollers."""
     routed = _ROUTED_POLLS.get(type(conn))
     if routed is None:
         return False
     conn.__class__ = routed
-    conn._route, conn._ssl_context, conn._allowed = route, ssl_context, allowed
+    conn._route, conn._ssl_context, conn._allowed, conn._timeout = route, ssl_context, allowed, timeout
     return True
 
 
