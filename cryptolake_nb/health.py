@@ -230,12 +230,15 @@ class HealthProbe:
 
     def report(self) -> dict[str, Any]:
         """The health dict (keys: at_ns, root, monitoring, collector, feeds, tables, memory, flush, gaps, disk)."""
-        feeds = [self._feed(f) for f in self._feeds()]
+        collector = dict(self._collector())
+        # a connection task cancelled at stop may not have said so: no thread, no connection
+        alive = collector.get("thread_alive", True)
+        feeds = [self._feed(f, alive) for f in self._feeds()]
         return {
             "at_ns": self._clock.time_ns(),
             "root": str(self.root),
             "monitoring": self.stats is not None,
-            "collector": dict(self._collector()),
+            "collector": collector,
             "feeds": feeds,
             "tables": self._tables(),
             "memory": self._memory_report(),
@@ -244,9 +247,9 @@ class HealthProbe:
             "disk": self._disk(),
         }
 
-    def _feed(self, feed: FeedEntry) -> dict[str, Any]:
+    def _feed(self, feed: FeedEntry, alive: bool) -> dict[str, Any]:
         h = feed.health
-        state = h.state
+        state = h.state if alive or h.state == "failed" else "stopped"
         channels = {c: self.stats.channel(feed.exchange, c) for c in feed.channels} if self.stats is not None else {}
         idle = None
         if self.stats is not None:

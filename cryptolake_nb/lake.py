@@ -542,7 +542,7 @@ class Lake:
         """Serve Prometheus metrics at http://host:port/metrics (loopback by default; port 0: any free
         port) until `stop_metrics()` or `close()`; returns the bound (host, port)."""
         if self._metrics is not None:
-            if port not in (0, self._metrics.port) or host != self._metrics.host:
+            if port not in (0, self._metrics.address[1]) or host != self._metrics.host:  # type: ignore[index]
                 raise ConfigError(f"metrics are already served at {self._metrics.url}; stop_metrics() first")
             return self._metrics.address  # type: ignore[return-value]
         server = MetricsServer(lambda: render(self._health.report(), self.alerts.summary()), host=host, port=port)
