@@ -40,6 +40,7 @@ bench-venv: install
 
 bench: bench-venv
 	$(BIN)/python -m benchmarks.run --full
+	$(BIN)/python -m benchmarks.burst
 
 bench-quick: bench-venv
 	$(BIN)/python -m benchmarks.run --quick

@@ -87,8 +87,10 @@ class MemoryGuard:
             if not self._spilled or self._journal is None:
                 return 0
             back = 0
-            budget = self.limit // 2 - self.used()
-            while self._spilled and budget > 0:
+            # buffered bytes only (the key store does not shrink by waiting); one piece at least per
+            # round, so the reload always progresses
+            budget = self.limit // 2 - sum(b.stats()["bytes"] for b in self._buffers.values())
+            while self._spilled and (budget > 0 or not back):
                 piece = self._spilled[:RELOAD_ENTRIES]
                 for entry in self._journal.read(piece):
                     self._buffers[entry.table].restore(entry.batch, entry.seq, reload=True)

@@ -145,6 +145,7 @@ class Journal:
         self._settled = Ranges()  # settled seqs above the floor: released, or set aside by recovery
         self._persisted: tuple = (0, [])  # (floor, settled) as last written to the checkpoint
         self._unreleased: dict[int, int] = {}  # seq -> rows, for entries in live segments
+        self._at: dict[int, tuple[Path, int, int]] = {}  # seq -> (segment, offset, frame size) of unreleased entries
         self._pending_cut: tuple[_Segment, int] | None = None  # a failed write's partial frame
         self._unsynced: set[Path] = set()  # segments appended to in BATCH mode: synced by close()
         self._opened = self._closed = False
@@ -200,6 +201,7 @@ class Journal:
                 raise JournalError(f"could not journal entry {seq} ({table}) in {seg.path.name}: {exc}") from exc
             if self.durability is Durability.BATCH:
                 self._unsynced.add(seg.path)
+            self._at[seq] = (seg.path, seg.size, size)
             seg.size += size
             seg.last = seq
             seg.unreleased += 1
@@ -299,6 +301,7 @@ class Journal:
 
     def _drop_unreleased(self, seq: int) -> None:
         del self._unreleased[seq]
+        self._at.pop(seq, None)
         i = bisect.bisect_right([s.first for s in self._segments], seq) - 1
         self._segments[i].unreleased -= 1
 
@@ -391,7 +394,7 @@ class Journal:
         except OSError as exc:
             raise JournalError(f"cannot list the journal at {self.directory}: {exc}") from exc
         entries: list[JournalEntry] = []
-        self._segments, self._unreleased = [], {}
+        self._segments, self._unreleased, self._at = [], {}, {}
         prev_end, released, stop = self._floor, 0, None  # the last seq known to be accounted for
         for i, (first, path) in enumerate(paths):
             if self._segments and first <= self._segments[-1].last:
@@ -417,6 +420,7 @@ class Journal:
                     if decode:
                         entries.append(self._decode(path, buf, pos, seq, rows, name_len, body_len))
                     self._unreleased[seq] = rows
+                    self._at[seq] = (path, pos, size)
                     seg.unreleased += 1
                 seg.size, seg.last, pos = pos + size, seq, pos + size
             self._segments.append(seg)
@@ -433,23 +437,26 @@ class Journal:
 
     def read(self, seqs: Iterable[int]) -> list[JournalEntry]:
         """The entries with these sequence numbers, still on disk and unreleased (e.g. rows spilled
-        from memory while storage failed), in seq order; read-only, safe while appending."""
-        wanted = set(seqs)
+        from memory while storage failed), in seq order; read-only, safe while appending. Each
+        frame is read on its own (its place is known), so reading a few entries costs a few frames."""
         out: list[JournalEntry] = []
         with self._lock:
-            segments = [s for s in self._segments if any(s.first <= q <= s.last for q in wanted)]
-            for seg in segments:
-                data = self._read(seg.path)
-                view, buf, pos = memoryview(data), pa.py_buffer(data), 0
-                while pos < len(data):
-                    frame, _ = check_frame(view, pos)
-                    if frame is None:
-                        break
-                    seq, rows, name_len, body_len, size = frame
-                    if seq in wanted:
-                        out.append(self._decode(seg.path, buf, pos, seq, rows, name_len, body_len))
-                    pos += size
-        return sorted(out, key=lambda e: e.seq)
+            for seq in sorted(set(seqs)):
+                place = self._at.get(seq)
+                if place is None:
+                    continue  # released, or never written
+                path, pos, size = place
+                try:
+                    with open(path, "rb") as fh:
+                        data = os.pread(fh.fileno(), size, pos)
+                except OSError as exc:
+                    raise JournalError(f"cannot read journal segment {path}: {exc}") from exc
+                frame, why = check_frame(memoryview(data), 0)
+                if frame is None or frame[0] != seq:
+                    raise JournalError(f"{path.name}: entry {seq} no longer reads back intact: {why or 'another entry'}")
+                _, rows, name_len, body_len, _ = frame
+                out.append(self._decode(path, pa.py_buffer(data), 0, seq, rows, name_len, body_len))
+        return out
 
     def _read(self, path: Path) -> bytes:
         try:
