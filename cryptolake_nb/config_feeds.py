@@ -8,8 +8,10 @@ Validation needs cryptofeed's exchange table, so it is imported only when a feed
 """
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Optional
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -28,10 +30,37 @@ class SimulatorSettings(Section):
 
     section: ClassVar[str] = "feeds[].simulator"
 
-    url: str = Field(description="The simulator's address, 'https://127.0.0.1:PORT' (loopback only).")
+    url: str = Field(description="The simulator's address, 'https://127.0.0.1:PORT' (loopback only).",
+                     json_schema_extra={"allowed": "an https:// or wss:// URL on loopback, with a port"})
     ca_file: Path = Field(description="PEM file of the certificate authority that signed the simulator's "
                                       "certificate.", json_schema_extra={"allowed": "a path to a readable PEM file"})
     timeout: float = Field(10.0, gt=0, description="Seconds a symbol-list request to the simulator may take.")
+
+    @field_validator("url")
+    @classmethod
+    def _loopback_url(cls, value: str) -> str:
+        from .simulator.loopback import LOOPBACK_HOSTS
+
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("https", "wss") or parts.hostname not in LOOPBACK_HOSTS or not port:
+            raise ValueError(f"must look like 'https://127.0.0.1:PORT' (https or wss, on loopback: "
+                             f"{', '.join(LOOPBACK_HOSTS)}, with a port)")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _pem(cls, value: Path) -> Path:
+        try:
+            ssl.create_default_context(cadata=value.expanduser().read_bytes().decode("ascii", "replace"))
+        except OSError as exc:
+            raise ValueError(f"cannot be read: {exc.strerror or exc}") from None
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError(f"is not a PEM certificate: {exc}") from None
+        return value.expanduser()
 
     def endpoint(self, exchange: str) -> Any:
         """The `SimulatorEndpoint` a FeedSpec takes as its simulator."""
@@ -59,11 +88,10 @@ class FeedSettings(Section):
                                                               "(cryptofeed's `max_depth`); null: the exchange's full "
                                                               "book. The lake stores and serves `lake.book_depth`.")
     proxy: Proxy = Field(None, description="This feed's proxy; null: `network.proxy`.",
-                         json_schema_extra={"allowed": PROXY_ALLOWED.replace("null: the environment", "null: "
-                                                                             "network.proxy")})
+                         json_schema_extra={"allowed": PROXY_ALLOWED.split("; null:")[0] + "; null: network.proxy"})
     no_proxy: NoProxy = Field(None, description="This feed's bypass list; null: `network.no_proxy`.",
-                              json_schema_extra={"allowed": NO_PROXY_ALLOWED.replace("NO_PROXY from the environment",
-                                                                                     "network.no_proxy")})
+                              json_schema_extra={"allowed": NO_PROXY_ALLOWED.split("; null:")[0] + "; null: "
+                                                                                                  "network.no_proxy"})
     retries: Optional[int] = Field(None, ge=-1, description="This feed's retry budget per outage; null: "
                                                             "`network.retries`.")
     reconnect: Optional[ReconnectSettings] = Field(None, description="Fields that replace `network.reconnect`'s for "

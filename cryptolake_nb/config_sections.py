@@ -123,7 +123,12 @@ NO_PROXY_ALLOWED = ("a list of hosts that bypass the proxy ('host', '.domain', '
 
 
 def _no_proxy(value: Any) -> Any:
-    return None if value is None else split_no_proxy(_list_of_strings(value))
+    value = _list_of_strings(value)
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise PydanticCustomError("no_proxy", "a list of host names")
+    return split_no_proxy(value)
 
 
 NoProxy = Annotated[Optional[tuple[str, ...]], NoDecode, BeforeValidator(_no_proxy)]

@@ -181,7 +181,7 @@ def _walk(file: Path, node: yaml.Node, path: tuple, lines: dict[tuple, int], loa
 def _relative_root(file: Path, data: dict[str, Any]) -> None:
     lake = data.get("lake")
     root = lake.get("root") if isinstance(lake, dict) else None
-    if isinstance(root, str) and root and not Path(root).expanduser().is_absolute():
+    if isinstance(root, str) and root.strip() and not Path(root).expanduser().is_absolute():
         lake["root"] = str(file.parent / root)
 
 
