@@ -10,7 +10,7 @@ from .analytics import ohlc, realized_volatility, returns, twap, vwap
 from .asof import asof_join
 from .books import book_at, depth, top_of_book
 from .candles import compare_candles
-from .config import LakeConfig
+from .config import LakeConfig, Settings, load_settings
 from .errors import (
     CollectorError,
     ConfigError,
@@ -53,6 +53,7 @@ __all__ = [
     "QueryError",
     "ReplayError",
     "SchemaError",
+    "Settings",
     "SimulatorError",
     "StorageError",
     "SymbolError",
@@ -63,6 +64,7 @@ __all__ = [
     "compare_candles",
     "depth",
     "load_ipython_extension",
+    "load_settings",
     "mid",
     "ohlc",
     "plot_book",

@@ -295,3 +295,10 @@ def test_the_example_file_loads_and_shows_every_setting() -> None:
                 node = node[part]
             if node is None:
                 break  # e.g. simulator: null, its fields in the comment
+
+
+@pytest.mark.parametrize("example", sorted(DOCS.glob("*.example.yaml")), ids=lambda p: p.name)
+def test_every_example_file_in_docs_validates(example: Path) -> None:
+    settings = load_settings(example, env={})
+    for feed in settings.feeds:
+        feed.subscribe_kwargs(settings.network)  # the feeds' reconnect overrides merge too
