@@ -301,8 +301,9 @@ class Lake:
         each row in exactly one. `source` "history" leaves out live rows, "live" leaves out files;
         `filters` adds per-table file filters (pruning.Prune) to the keyword ones."""
         base = Prune.of(exchange, symbols, start_ns, end_ns)
+        snap = self._snapshot(tables, source)  # first: sealing is what records gaps and rejects
         out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
-        for name, (entries, live) in self._snapshot(tables, source).items():
+        for name, (entries, live) in snap.items():
             keep = base & (filters or {}).get(name, Prune())
             out[name] = Source(tuple(str(self.root / e.path) for e in entries if keep.keeps(e)), live)
         return out
