@@ -42,12 +42,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     with _reader(settings) as lake:
         lake.sources(tables=())  # follow the writer's latest commit
-        health = getattr(lake, "health", None)
         report = {
             "root": str(lake.root),
             "writer": _writer(lake.root),
-            "collector": read_published(lake.root),
-            "lake": dict(health() if callable(health) else lake.status()),
+            "collector": read_published(lake.root),  # its own view: feeds, rates, lag, buffers, flushes
+            "committed": _committed_view(lake.health()),
         }
     print_report(report, args.format, sys.stdout)
     return EXIT_OK
@@ -171,6 +170,14 @@ def _writer(root: Path) -> dict[str, Any]:
     except PermissionError:  # alive, another user's
         running = True
     return {"pid": pid, "running": running}
+
+
+def _committed_view(health: dict[str, Any]) -> dict[str, Any]:
+    """What a reader knows for sure: committed files, bytes and rows per table, gaps, disk (its own
+    buffers, flushes and collector are empty: those are the collector's, in its published report)."""
+    tables = {name: {k: v for k, v in t.items() if "buffer" not in k}
+              for name, t in health.get("tables", {}).items()}
+    return {"tables": tables, "gaps": health.get("gaps"), "disk": health.get("disk")}
 
 
 def _param(text: str) -> tuple[str, Any]:

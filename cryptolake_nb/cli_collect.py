@@ -13,7 +13,7 @@ this run added to the committed history. After a clean stop `received` equals `c
 table but the books and `unflushed` is 0; otherwise the exit status is 1 (rows not flushed stay in
 the journal for the next start).
 
-The same report (plus `lake.health()`, or `lake.status()` until health exists) is published
+The same report (plus `lake.health()`) is published
 atomically to `ROOT/_collector/status.json`, which `cryptolake status` reads from another process.
 """
 from __future__ import annotations
@@ -173,15 +173,13 @@ class Collect:
 
     def _publish(self, lake: Lake, report: dict[str, Any]) -> None:
         """Write the collector's view for `cryptolake status` in other processes (atomically)."""
-        health = getattr(lake, "health", None)
         try:
-            detail = health() if callable(health) else lake.status()
+            health: dict[str, Any] = lake.health()
         except Exception as exc:  # the report must never stop collection
-            log.warning("could not gather status: %r", exc)
-            detail = {"error": repr(exc)}
+            log.warning("could not gather health: %r", exc)
+            health = {"error": repr(exc)}
         body = {"pid": os.getpid(), "published_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                "metrics_url": self.metrics_url,
-                "report": report, "health" if callable(health) else "status": detail}
+                "metrics_url": self.metrics_url, "report": report, "health": health}
         path = lake.root / STATUS_FILE
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         try:

@@ -46,29 +46,31 @@ def print_report(report: Mapping[str, Any], fmt: str, out: TextIO) -> None:
     if fmt == "json":
         out.write(json.dumps(report, indent=1, default=json_default) + "\n")
         return
-    for line in _lines(report, ""):
+    lines = _lines(report, "")
+    for line in lines[1:] if lines and not lines[0] else lines:  # no blank first line
         out.write(line + "\n")
 
 
-def _lines(value: Mapping[str, Any], prefix: str) -> list[str]:
-    """Scalars as `key  value` lines; a mapping of mappings or a list of mappings as a table."""
+def _lines(value: Mapping[str, Any], path: str) -> list[str]:
+    """Scalars as `key  value` lines; then each nested section under its dotted path: a mapping of
+    flat mappings or a list of mappings as a table, any other mapping recursively."""
     lines: list[str] = []
     scalars = [(k, v) for k, v in value.items() if not isinstance(v, (Mapping, list, tuple))]
-    width = max((len(prefix + str(k)) for k, _ in scalars), default=0)
-    lines += [f"{prefix + str(k):<{width}}  {_cell(v)}" for k, v in scalars]
+    width = max((len(str(k)) for k, _ in scalars), default=0)
+    lines += [f"{str(k):<{width}}  {_cell(v)}" for k, v in scalars]
     for key, sub in value.items():
-        name = prefix + str(key)
+        name = f"{path}.{key}" if path else str(key)
         if isinstance(sub, Mapping):
             rows = _rows_of_mapping(sub)
             if rows is not None:
-                lines += ["", f"[{name}]", *_grid(rows)] if rows else []
+                lines += _table(name, rows)
             elif sub:
-                lines += ["", f"[{name}]", *_lines(sub, "")]
-        elif isinstance(sub, (list, tuple)):
-            if sub and all(isinstance(r, Mapping) for r in sub):
-                lines += ["", f"[{name}]", *_grid([dict(r) for r in sub])]
-            elif sub:
-                lines += ["", f"[{name}]", *(f"  {_cell(v)}" for v in sub)]
+                lines += ["", f"[{name}]", *_lines(sub, name)]
+        elif isinstance(sub, (list, tuple)) and sub:
+            if all(isinstance(r, Mapping) for r in sub):
+                lines += _table(name, [dict(r) for r in sub])
+            else:
+                lines += ["", f"[{name}]", *(_cell(v) for v in sub)]
     return lines
 
 
@@ -77,8 +79,24 @@ def _rows_of_mapping(sub: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     if not sub or not all(isinstance(v, Mapping) for v in sub.values()):
         return None
     if any(isinstance(c, (Mapping, list, tuple)) for v in sub.values() for c in v.values()):
-        return None
+        return None  # not a table: shown section by section
     return [{"name": k, **v} for k, v in sub.items() if any(c not in (0, None, "", 0.0) for c in v.values())]
+
+
+def _table(name: str, rows: list[dict[str, Any]]) -> list[str]:
+    """A grid of the rows' scalar columns; their nested mappings as tables of their own below."""
+    if not rows:
+        return []
+    flat = [{k: v for k, v in r.items() if not isinstance(v, Mapping)} for r in rows]
+    lines = ["", f"[{name}]", *_grid(flat)]
+    for i, row in enumerate(rows):
+        label = row.get("name", row.get("feed", i))
+        for key, sub in row.items():
+            if isinstance(sub, Mapping) and sub:
+                nested = _rows_of_mapping(sub)
+                lines += _table(f"{name}.{label}.{key}", nested) if nested is not None else \
+                    ["", f"[{name}.{label}.{key}]", *_lines(sub, f"{name}.{label}.{key}")]
+    return lines
 
 
 def _grid(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -155,10 +156,13 @@ def test_status_of_a_lake_without_a_collector(env, replayed):
     status = json.loads(out.stdout)
     assert status["root"] == str((replayed / "lk").resolve())
     assert status["writer"]["running"] is False and status["collector"] is None  # replay's writer has exited
-    trades = status["lake"]["tables"]["trades"]  # lake.health() (or lake.status() where there is no health)
-    assert trades.get("rows", trades.get("rows_committed")) == 10
+    assert status["committed"]["tables"]["trades"] == {"files": 1, "bytes": status["committed"]["tables"]["trades"]["bytes"],
+                                                       "rows": 10}
+    assert status["committed"]["gaps"]["total"] >= 0 and status["committed"]["disk"]["free_bytes"] > 0
     text = clirun.run(["--root", "lk", "status"], env, replayed)
-    assert text.returncode == 0 and "[writer]" in text.stdout and "[lake]" in text.stdout
+    assert text.returncode == 0, text.stderr
+    assert "[writer]" in text.stdout and "[committed.tables]" in text.stdout
+    assert re.search(r"^trades +1 +\d+ +10$", text.stdout, re.M), text.stdout
 
 
 @pytest.mark.parametrize("damage", ["flip", "delete"])

@@ -3,10 +3,11 @@ processes; SIGTERM/SIGINT flush and exit 0 with every acknowledged row stored ex
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import threading
-import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def sim():
         yield s
 
 
-def write_config(where: Path, url: str, ca_pem: bytes, channels=("trades",), **lake) -> Path:
+def write_config(where: Path, url: str, ca_pem: bytes, channels=("trades",), extra: str = "", **lake) -> Path:
     (where / "ca.pem").write_bytes(ca_pem)
     settings = {"root": "lk", "flush_interval": 0.3, **lake}
     lines = ["lake:", *(f"  {k}: {json.dumps(v)}" for k, v in settings.items()),
@@ -46,7 +47,7 @@ def write_config(where: Path, url: str, ca_pem: bytes, channels=("trades",), **l
              f"    symbols: {json.dumps(list(SYMBOLS))}",
              f"    channels: {json.dumps(list(channels))}",
              "    retries: -1",
-             f"    simulator: {{url: {json.dumps(url)}, ca_file: ca.pem}}"]
+             f"    simulator: {{url: {json.dumps(url)}, ca_file: ca.pem}}", extra]
     path = where / "collector.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -114,11 +115,15 @@ def assert_exactly_once_without_holes(root: Path, expected: int) -> None:
 
 
 def test_sigterm_flushes_and_exits_0_while_other_processes_read(env, tmp_path, sim, collectors):
-    config = write_config(tmp_path, sim.rest_url, sim.ca_pem)
+    config = write_config(tmp_path, sim.rest_url, sim.ca_pem,
+                          extra="monitoring: {prometheus: {enabled: true, host: 127.0.0.1, port: 0}}")
     col = Running(["--config", config, "--status-every", "0.3"], env, tmp_path)
     collectors.append(col)
     started = col.wait_event("started")
     assert started["pid"] == col.proc.pid and started["root"] == str((tmp_path / "lk").resolve())
+    assert started["feeds"] == ["BINANCE(sim) trades BTC-USDT,ETH-USDT"]
+    metrics_url = started["metrics_url"]
+    assert metrics_url.startswith("http://127.0.0.1:") and metrics_url.endswith("/metrics")
 
     # a notebook's view: the same lake read-only, following the collector's commits
     with Lake(tmp_path / "lk", read_only=True) as reader:
@@ -136,6 +141,11 @@ def test_sigterm_flushes_and_exits_0_while_other_processes_read(env, tmp_path, s
         assert report["writer"] == {"pid": col.proc.pid, "running": True}
         assert report["collector"]["pid"] == col.proc.pid and report["collector"]["report"]["collector"] == "running"
         assert report["collector"]["age_s"] < 10
+
+        no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with no_proxy.open(metrics_url, timeout=10) as response:
+            metrics = response.read().decode()
+        assert re.search(r'^cryptolake_rows_committed\{[^}]*table="trades"[^}]*\} [1-9]', metrics, re.M), metrics[:2000]
 
         locked = clirun.run(["--root", "lk", "compact"], env, tmp_path)
         assert locked.returncode == 1
