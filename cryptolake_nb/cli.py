@@ -8,188 +8,29 @@ Errors are one line on stderr (`cryptolake: error: ...`), with the traceback onl
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import signal
 import sys
-import time
 import traceback
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from .cli_output import FORMATS, print_frame, print_report
+from .cli_commands import cmd_collect, cmd_compact, cmd_replay, cmd_simulate, cmd_sql, cmd_status, cmd_verify
+from .cli_output import FORMATS, PROG, print_error
 from .config import Settings, load_settings
-from .errors import ConfigError, CryptolakeError, ForbiddenQueryError, LakeLockedError
+from .errors import ConfigError, CryptolakeError, ForbiddenQueryError
 
-__all__ = ["main", "run"]
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main", "run"]
 
 log = logging.getLogger(__name__)
 
-PROG = "cryptolake"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-# -- commands ----------------------------------------------------------------------------------
-def cmd_collect(args: argparse.Namespace, settings: Settings) -> int:
-    from .cli_collect import Collect
-
-    return Collect(settings, out=sys.stdout, status_every=args.status_every).run()
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from .cli_collect import read_published
-
-    with _reader(settings) as lake:
-        lake.sources(tables=())  # follow the writer's latest commit
-        report = {
-            "root": str(lake.root),
-            "writer": _writer(lake.root),
-            "collector": read_published(lake.root),  # its own view: feeds, rates, lag, buffers, flushes
-            "committed": _committed_view(lake.health()),
-        }
-    print_report(report, args.format, sys.stdout)
-    return EXIT_OK
-
-
-def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    with _writer_lake(settings, "verify") as lake:
-        report = lake.verify()
-    print_report({"checked": report.checked, "damaged": len(report.bad),
-                  "bad": [{"path": p, "reason": r} for p, r in report.bad],
-                  "quarantined": report.quarantined}, args.format, sys.stdout)
-    if not report.ok:
-        _error(f"verify found {len(report.bad)} damaged file(s); moved out of the query path to "
-               f"_quarantine/files/")
-        return EXIT_FAILURE
-    return EXIT_OK
-
-
-def cmd_compact(args: argparse.Namespace, settings: Settings) -> int:
-    with _writer_lake(settings, "compact") as lake:
-        done = lake.compact(args.tables or None, progress=args.progress)
-    merged = [{"table": c.table, "partition": "/".join(c.partition), "files_in": c.files_in, "rows": c.rows,
-               "output": c.output} for c in done]
-    print_report({"merged": merged, "partitions": len(merged)}, args.format, sys.stdout)
-    return EXIT_OK
-
-
-def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    missing = [f for f in args.files if not Path(f).is_file()]
-    if missing:
-        raise ConfigError(f"capture file(s) not found: {', '.join(missing)}")
-    with _writer_lake(settings, "replay") as lake:
-        rows = lake.replay(args.files, progress=args.progress)
-        result = lake.last_replay
-        lake.flush()
-    print_report({"exchange": result.exchange, "messages": result.messages, "seconds": round(result.duration, 3),
-                  "rows": {t: n for t, n in rows.items() if n}, "substitutions": len(result.substitutions)},
-                 args.format, sys.stdout)
-    return EXIT_OK
-
-
-def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    params = dict(_param(p) for p in args.param)
-    with _reader(settings) as lake:
-        frame = lake.sql(args.query, params or None)
-    print_frame(frame, args.format, sys.stdout)
-    return EXIT_OK
-
-
-def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from .simulator import ExchangeSimulator
-
-    stop: list[str] = []
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.append(signal.Signals(signum).name)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        sim = ExchangeSimulator(args.symbols or None, rate=args.rate, seed=args.seed, port=args.port,
-                                exchange=args.exchange)
-        with sim:
-            ca = Path(args.ca_file)
-            try:
-                ca.write_bytes(sim.ca_pem)
-            except OSError as exc:
-                raise ConfigError(f"--ca-file {str(ca)!r} cannot be written: {exc.strerror or exc}") from None
-            print(json.dumps({"event": "listening", "exchange": sim.exchange, "url": sim.rest_url,
-                              "ws_url": sim.ws_url, "port": sim.port, "ca_file": str(ca.resolve()),
-                              "symbols": list(sim.symbols), "rate": sim.rate}), flush=True)
-            while not stop:
-                time.sleep(0.2)
-            print(json.dumps({"event": "stopped", "reason": stop[0], "trades_sent": sim.trades_sent,
-                              "events": sim.events_generated}), flush=True)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return EXIT_OK
-
-
-# -- helpers -----------------------------------------------------------------------------------
 def _settings(args: argparse.Namespace) -> Settings:
     """The configuration: defaults < YAML (--config, $CRYPTOLAKE_CONFIG, ./cryptolake.yaml) <
     CRYPTOLAKE_* < --root (config.py validates it all at once)."""
     root = getattr(args, "root", None)
     return load_settings(getattr(args, "config", None), **({"lake": {"root": root}} if root is not None else {}))
-
-
-def _reader(settings: Settings) -> Any:
-    """The lake read-only: no lock, follows a running collector's commits; no monitor, no metrics."""
-    from .lake import Lake
-
-    return Lake(settings=settings, read_only=True, monitoring=False)
-
-
-def _writer_lake(settings: Settings, what: str) -> Any:
-    """The lake for maintenance (verify, compact, replay): the writer lock; no monitor, no metrics."""
-    from .lake import Lake
-
-    try:
-        return Lake(settings=settings, monitoring=False)
-    except LakeLockedError as exc:
-        raise LakeLockedError(f"{exc}. `cryptolake {what}` needs the lake to itself: stop the collector "
-                              f"first (e.g. systemctl stop cryptolake)") from None
-
-
-def _writer(root: Path) -> dict[str, Any]:
-    """Who last took the writer lock, and whether that process still runs (from _writer.lock)."""
-    try:
-        text = (root / "_writer.lock").read_text(encoding="ascii", errors="replace").split()
-        pid = int(text[1]) if len(text) >= 2 and text[0] == "pid" else None
-    except (OSError, ValueError):
-        pid = None
-    if pid is None:
-        return {"pid": None, "running": False}
-    try:
-        os.kill(pid, 0)
-        running = True
-    except ProcessLookupError:
-        running = False
-    except PermissionError:  # alive, another user's
-        running = True
-    return {"pid": pid, "running": running}
-
-
-def _committed_view(health: dict[str, Any]) -> dict[str, Any]:
-    """What a reader knows for sure: committed files, bytes and rows per table, gaps, disk (its own
-    buffers, flushes and collector are empty: those are the collector's, in its published report)."""
-    tables = {name: {k: v for k, v in t.items() if "buffer" not in k}
-              for name, t in health.get("tables", {}).items()}
-    return {"tables": tables, "gaps": health.get("gaps"), "disk": health.get("disk")}
-
-
-def _param(text: str) -> tuple[str, Any]:
-    """`name=value`; the value is a JSON number/true/false/null when it reads as one, else a string."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.isidentifier():
-        raise ConfigError(f"--param must be name=value with an identifier name, got {text!r}")
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return name, value
-    return name, parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
 
 
 def _positive_seconds(text: str) -> float:
@@ -200,11 +41,6 @@ def _positive_seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
-
-
-def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    sys.stderr.flush()
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -307,7 +143,7 @@ def main(argv: list[str] | None = None, *, setup_logging: bool = True) -> int:
             return _stdout_gone()
         return _fail(exc, EXIT_FAILURE, debug)
     except KeyboardInterrupt:
-        _error("interrupted")
+        print_error("interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: still one line unless --debug
         return _fail(exc, EXIT_FAILURE, debug, prefix="internal error: ")
@@ -317,7 +153,7 @@ def _fail(exc: BaseException, code: int, debug: bool, prefix: str = "") -> int:
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
     kind = type(exc).__name__
-    _error(f"{prefix}{kind}: {exc}" if prefix or not isinstance(exc, CryptolakeError) else str(exc))
+    print_error(f"{prefix}{kind}: {exc}" if prefix or not isinstance(exc, CryptolakeError) else str(exc))
     return code
 
 

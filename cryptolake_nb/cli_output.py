@@ -4,14 +4,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import pandas as pd
 
-__all__ = ["FORMATS", "json_default", "print_frame", "print_report"]
+__all__ = ["FORMATS", "PROG", "json_default", "print_error", "print_frame", "print_report"]
 
 FORMATS = ("table", "csv", "json")
+PROG = "cryptolake"
+
+
+def print_error(message: str) -> None:
+    """The one line an error gets on stderr."""
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
 
 
 def json_default(value: Any) -> Any:
