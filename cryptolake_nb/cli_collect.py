@@ -113,6 +113,12 @@ class Collect:
             lake.stop()
         except StorageError as exc:
             failure = failure or f"the final flush failed: {exc}"
+        except CollectorError as exc:  # the feeds' thread did not end in time: flush what arrived anyway
+            failure = failure or str(exc)
+            try:
+                lake.flush()
+            except StorageError as flush_exc:
+                log.error("the final flush failed: %s", flush_exc)
         report = self._report(lake, base, "stopped")
         unflushed = report["unflushed"]
         if unflushed and not failure:
