@@ -65,3 +65,35 @@ sealed every 20k, never flushed; RSS growth / Arrow `nbytes` of the buffered row
 `ohlc` before, after `lake.compact()`, and over the same rows flushed at once (fully compacted).
 **Journal** (`journal.py`): sealed 1k-row batches appended per durability level, against none.
 """
+
+DIAGNOSIS = """\
+What the suite shows about each target it misses (mechanisms; the figures are in the tables above).
+
+- **Lake cost per message vs cryptofeed's.** On Binance aggTrade frames cryptofeed needs only a few
+  microseconds per message, so the lake's append alone (a lock, two list appends, counters; the
+  retained `Trade` objects and their `raw` dicts add garbage-collector work) is a large share of it.
+  The deferred seal (Decimal -> float through a string cast, validation, dedup, journal) costs several
+  times more per row; it runs on the flusher thread but in the same interpreter, so it competes with
+  the feed loop for the GIL. On the real captures (mostly book updates) cryptofeed's own cost per
+  message is 5-10x higher and the share correspondingly lower. Meeting 25% on trade frames needs a
+  cheaper conversion path (e.g. reading cryptofeed's raw fields, or converting in another process).
+- **Sustained 50k msg/s for 10 minutes.** Throughput decays as the dedup window fills:
+  `dedup._Window.add` concatenates and re-sorts a stream's whole key window (600 s of exchange time)
+  on every sealed batch, so each batch costs time proportional to the window (probe on this machine:
+  9 ms per 12.5k-row batch with an empty window, 145 ms with 5M keys in one stream); at 50k msg/s
+  the window holds 30M keys. The producer falls behind, buffered rows and freshness grow (see the
+  rate and freshness by third of the run). Sorted runs merged occasionally (LSM-like), or a hash
+  table per chunk, would make the cost per batch independent of the window.
+- **1-minute bars vs ArcticDB.** Plain DuckDB over the one Parquet file of the symbol-day is already
+  slower than ArcticDB's C++ resample; the lake's helper adds the per-query view and the `coverage`
+  join. The what-if row shows that 1-s rollups maintained at flush would serve the same bars faster
+  than ArcticDB for a small build cost per trade.
+- **VWAP over every file, and `count(*)`, through the unified view.** Per query the lake defines TEMP
+  views over `read_parquet([...], union_by_name = true)`: binding reads every file's schema, and
+  `union_by_name` scans slower (the "with the lake's read options" column isolates it); `count(*)`
+  over `UNION ALL` loses DuckDB's Parquet-metadata shortcut. Queries touching many files pay most.
+- **Bars vs pandas on one small partition.** pandas reads one file and groups it; the lake pays the
+  fixed per-query cost above (view definition, binding, coverage) on top of a similar scan.
+- **Sections run under load** (see the load table) are pessimistic for everything measured in them,
+  flush throughput in particular (fsync and ZSTD on a contended CPU).
+"""

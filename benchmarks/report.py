@@ -111,6 +111,12 @@ def _ingest(r: dict) -> list[str]:
                        ["buffered rows (k)"] + [f"{x['buffered_rows'] / 1e3:.0f}" for x in pick],
                        ["dedup keys held (MB)"] + [f"{x.get('dedup_mb', 0):.0f}" for x in pick],
                        ["committed files"] + [str(x.get("files", "-")) for x in pick]]) + [""]
+        samples = su["samples"]
+        if len(samples) >= 6:
+            k = len(samples) // 3
+            cuts = [samples[0], samples[k], samples[2 * k], samples[-1]]
+            rates = [(b["sent"] - a["sent"]) / max(b["t_s"] - a["t_s"], 1e-9) for a, b in zip(cuts, cuts[1:])]
+            out += ["Producer rate achieved by third of the run (msg/s): " + ", ".join(f"{x:,.0f}" for x in rates) + ".", ""]
         thirds = su.get("freshness_by_third")
         if thirds:
             out += ["Freshness by third of the run (p50 / p99 ms): " + ", ".join(
@@ -157,7 +163,18 @@ def _storage(r: dict) -> list[str]:
     return out + _table(["measure", "lake", "baseline (same run)"], rows) + [""]
 
 
-def markdown(r: dict[str, Any], method: str) -> str:
+def _sections(r: dict) -> list[str]:
+    sec = r.get("sections")
+    if not sec:
+        return []
+    return ["## Sections: time and machine load", "",
+            "The 1-minute load average when each section started and ended (2 cores: above 2, other work "
+            "competed for the CPU and that section's figures are pessimistic).", ""] + _table(
+        ["section", "seconds", "load at start", "load at end"],
+        [[n, f"{x['seconds']:.0f}", f"{x['load_1min'][0]:.1f}", f"{x['load_1min'][1]:.1f}"] for n, x in sec.items()]) + [""]
+
+
+def markdown(r: dict[str, Any], method: str, diagnosis: str = "") -> str:
     lines = _header(r)
     lines += ["## Targets (issue 7)", ""]
     lines += _table(["measure", "lake", "baseline (same run)", "target", "met"],
@@ -168,4 +185,5 @@ def markdown(r: dict[str, Any], method: str) -> str:
     lines += _ingest(r) + _storage(r)
     if r.get("not_run"):
         lines += ["## Not run, and why", ""] + [f"- {x}" for x in r["not_run"]] + [""]
-    return "\n".join(lines) + "\n## Method\n\n" + method
+    lines += _sections(r)
+    return "\n".join(lines) + ("\n## Where the misses come from\n\n" + diagnosis if diagnosis else "") + "\n## Method\n\n" + method

@@ -22,7 +22,7 @@ from .flush_bench import bench_flush
 from .ingest_e2e import bench_ingest_e2e
 from .journal import bench_journal
 from .machine import machine
-from .method import METHOD
+from .method import DIAGNOSIS, METHOD
 from .parse_cost import bench_capture_parse, bench_parse_cost
 from .report import markdown
 from .targets import checks
@@ -93,18 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     result: dict[str, Any] = {"machine": machine(), "mode": "quick" if quick else "full", "sizes": sizes,
                               "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
-                              "not_run": [] if quick else list(NOT_RUN_FULL), "errors": {}}
+                              "not_run": [] if quick else list(NOT_RUN_FULL), "errors": {}, "sections": {}}
     with tempfile.TemporaryDirectory(prefix="cryptolake-bench-") as tmp:
         todo = sections(sizes, Path(tmp), arctic=not args.no_arctic)
         wanted = [x for x in args.only.split(",") if x] or list(todo)
         for name in wanted:
             t = time.perf_counter()
+            load_before = os.getloadavg()[0]
             print(f"[bench] {name} ...", flush=True)
             try:
                 result[name] = todo[name]()
             except Exception as exc:  # a section that breaks is reported, the others still run
                 result["errors"][name] = f"{type(exc).__name__}: {exc}"
                 print(f"[bench] {name} FAILED: {exc}", flush=True)
+            result["sections"][name] = {"seconds": round(time.perf_counter() - t, 1),
+                                        "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
             print(f"[bench] {name} took {time.perf_counter() - t:.1f} s", flush=True)
     result["elapsed_s"] = time.time() - started
     result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def _publish(result: dict) -> int:
     """docs/benchmarks.md, and the result it was made from beside it (docs/benchmarks.json)."""
     result["checks"] = [dict(zip(("what", "lake", "baseline", "target", "met"), c)) for c in checks(result)]
-    DOC.write_text(markdown(result, METHOD))
+    DOC.write_text(markdown(result, METHOD, DIAGNOSIS))
     DOC.with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
     print(f"wrote {DOC} and {DOC.with_suffix('.json').name}")
     return 0

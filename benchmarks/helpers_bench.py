@@ -1,0 +1,268 @@
+"""`python -m benchmarks.helpers_bench [--quick|--full]`: every quant helper against plain pandas, same run.
+
+The lake holds the synthetic market of `synth.market` (trades; --full: 10M over 4 days) plus ticker
+quotes derived from it, written through the lake's own path (append_batch + flush, one flush per
+day), and `live` more trades (and their quotes) in the live buffer, one hour after the history. Each
+case runs a helper (`lake.ohlc(...)`, ...) and the same computation in pandas (`helpers_pandas`),
+checks that both answers agree, then times both (median of `repeat` runs after one warm-up; min and
+max kept). Variants: `day` one symbol-day of history, `recent` the last history day and the live
+rows, `full` one symbol over all history and live rows, `multi` every symbol (5 for ohlc) over
+everything. Writes benchmarks/results/helpers-<mode>-<time>.json and, in full mode (or --doc),
+docs/benchmarks-helpers.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from cryptolake_nb import Lake
+from cryptolake_nb.schema import schema_for
+
+from .helpers_pandas import PandasHelpers
+from .helpers_report import disagreement, markdown, verdicts
+from .machine import machine
+from .stats import timed
+from .synth import DAY_NS, SYMBOLS, T0_NS, market, market_counts, stream_day
+
+__all__ = ["Case", "build", "cases", "live_trades", "quotes_for", "run_case"]
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+DOC = REPO / "docs" / "benchmarks-helpers.md"
+QUICK = dict(trades=1_000_000, days=4, live=50_000, repeat=3)
+FULL = dict(trades=10_000_000, days=4, live=200_000, repeat=5)
+HOUR_NS = 3600 * 10**9
+MIN, SEC = 60 * 10**9, 10**9
+
+
+# -- data ---------------------------------------------------------------------------------------
+def quotes_for(trades: pa.Table, seed: int, share: float = 0.5) -> pa.Table:
+    """Ticker rows for about `share` of the trades: each one halfway between a trade and the one before
+    it in its stream, quoting around the earlier trade's price (spread of ~1-5 bps)."""
+    order = pc.sort_indices(trades, [("exchange", "ascending"), ("symbol", "ascending"), ("ts", "ascending")])
+    t = trades.take(order)
+    rng = np.random.default_rng([seed, 17])
+    ts = t.column("ts").to_numpy().view(np.int64)
+    stream = pc.binary_join_element_wise(t.column("exchange"), t.column("symbol"), "/").to_numpy(zero_copy_only=False)
+    keep = np.zeros(len(ts), bool)
+    keep[1:] = (stream[1:] == stream[:-1]) & (rng.random(len(ts) - 1) < share)
+    idx = np.flatnonzero(keep)
+    price = t.column("price").to_numpy()[idx - 1]
+    half = rng.uniform(0.5e-4, 2.5e-4, len(idx))
+    qts = (ts[idx - 1] + ts[idx]) // 2
+    schema = schema_for("ticker")
+    cols = {"exchange": t.column("exchange").take(idx), "symbol": t.column("symbol").take(idx),
+            "bid": pa.array(np.round(price * (1 - half), 10)), "ask": pa.array(np.round(price * (1 + half), 10)),
+            "extra": pa.nulls(len(idx), pa.string()), "ts": pa.array(qts).cast(schema.field("ts").type),
+            "receipt_ts": pa.array(qts + rng.integers(1_000_000, 40_000_000, len(idx))).cast(schema.field("ts").type)}
+    quotes = pa.table([cols[f.name] for f in schema], schema=schema)
+    return quotes.take(pc.sort_indices(quotes, [("ts", "ascending")]))
+
+
+def live_trades(n: int, days: int, seed: int = 0) -> pa.Table:
+    """`n` trades of every stream in the hour after the history (a day's intraday shape, squeezed)."""
+    parts, start = [], T0_NS + days * DAY_NS
+    for i, ((stream, _), count) in enumerate(market_counts(n, 1).items()):
+        day = stream_day(stream, days, count, days=days + 1, first_id=10**9 + i * 10**7, seed=seed)
+        ts = day.column("ts").to_numpy().view(np.int64)
+        lag = day.column("receipt_ts").to_numpy().view(np.int64) - ts
+        squeezed = start + (ts - start) // 24
+        for name, values in (("ts", squeezed), ("receipt_ts", squeezed + lag)):
+            field = day.schema.field(name)
+            day = day.set_column(day.schema.get_field_index(name), field, pa.array(values).cast(field.type))
+        parts.append(day)
+    table = pa.concat_tables(parts)
+    return table.take(pc.sort_indices(table, [("ts", "ascending")]))
+
+
+def build(root: Path, total: int, days: int, live: int) -> tuple[Lake, dict[str, pd.DataFrame]]:
+    """The lake (history flushed day by day, `live` trades and their quotes left in the buffer) and
+    the live rows as the pandas frames a feed handler would hold."""
+    lake = Lake(root, autoflush=False, autocompact=False, durability="none", max_rows=10**12, max_bytes=2**50)
+    for day, table in market(total, days):
+        lake.buffer("trades").append_batch(table)
+        lake.buffer("ticker").append_batch(quotes_for(table, seed=day))
+        lake.flush()
+    trades = live_trades(live, days)
+    quotes = quotes_for(trades, seed=days)
+    lake.buffer("trades").append_batch(trades)
+    lake.buffer("ticker").append_batch(quotes)
+    return lake, {"trades": trades.to_pandas(), "ticker": quotes.to_pandas()}
+
+
+# -- cases --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """One helper call on the lake and the same computation in pandas."""
+
+    helper: str
+    variant: str  # day | recent | full | multi
+    call: str     # the lake call, as a user writes it
+    lake: Callable[[Lake], Any]
+    pandas: Callable[[PandasHelpers], Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.helper}/{self.variant}"
+
+
+def _scopes(days: int) -> dict[str, dict[str, Any]]:
+    """Per variant: symbols and bounds (keyword arguments shared by both sides), and a label."""
+    every = list(SYMBOLS)
+    return {
+        "day": dict(symbols="BTC-USDT", kw=dict(exchange="BINANCE", start=T0_NS + DAY_NS, end=T0_NS + 2 * DAY_NS)),
+        "recent": dict(symbols="BTC-USDT", kw=dict(exchange="BINANCE", start=T0_NS + (days - 1) * DAY_NS)),
+        "full": dict(symbols="BTC-USDT", kw=dict(exchange="BINANCE")),
+        "multi": dict(symbols=every, kw=dict()),
+        "multi5": dict(symbols=every[:5], kw=dict()),
+        "multi_quotes": dict(symbols=every, kw=dict(exchange="BINANCE")),  # quote helpers: one venue
+    }
+
+
+# helper -> [(variant, scope, helper args for the lake, the same for pandas)]
+_PLAN: dict[str, list[tuple[str, str, dict, dict]]] = {
+    "ohlc": [("day", "day", {"interval": "1min"}, {"interval_ns": MIN}),
+             ("recent", "recent", {"interval": "1min"}, {"interval_ns": MIN}),
+             ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
+             ("multi", "multi5", {"interval": "1min"}, {"interval_ns": MIN})],
+    "vwap": [("day", "day", {"interval": "1min"}, {"interval_ns": MIN}),
+             ("full", "full", {}, {}), ("multi", "multi", {}, {})],
+    "twap": [("day", "day", {"interval": "1min"}, {"interval_ns": MIN}),
+             ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
+             ("multi", "multi", {"interval": "1min"}, {"interval_ns": MIN})],
+    "returns": [("day", "day", {"interval": "1min"}, {"interval_ns": MIN}),
+                ("full", "full", {"interval": "1min", "how": "log"}, {"interval_ns": MIN, "how": "log"}),
+                ("multi", "multi", {"interval": "1min"}, {"interval_ns": MIN})],
+    "realized_volatility": [("day", "day", {"interval": "1h"}, {"interval_ns": 60 * MIN}),
+                            ("full", "full", {}, {}), ("multi", "multi", {}, {})],
+    "spread": [("day", "day", {"interval": "1s"}, {"interval_ns": SEC}),
+               ("recent", "recent", {"interval": "1s"}, {"interval_ns": SEC}),
+               ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
+               ("multi", "multi_quotes", {"interval": "1min"}, {"interval_ns": MIN})],
+    "mid": [("day", "day", {"interval": "1s"}, {"interval_ns": SEC}),
+            ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
+            ("multi", "multi_quotes", {"interval": "1min"}, {"interval_ns": MIN})],
+    "trade_imbalance": [("day", "day", {"interval": "1min"}, {"interval_ns": MIN}),
+                        ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
+                        ("multi", "multi", {"interval": None}, {"interval_ns": None})],
+    "volume_profile": [("day", "day", {"bin": 10.0}, {"bin": 10.0}),
+                       ("full", "full", {"bin": 10.0}, {"bin": 10.0}),
+                       ("multi", "multi", {"bin": 1.0}, {"bin": 1.0})],
+    "asof_join": [("day", "day", {"tolerance": "1s"}, {"tolerance_ns": SEC}),
+                  ("recent", "recent", {"tolerance": "1s"}, {"tolerance_ns": SEC}),
+                  ("full", "full", {"tolerance": "1s"}, {"tolerance_ns": SEC})],
+    "resample": [("day", "day", {"interval": "1s"}, {"interval_ns": SEC}),
+                 ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
+                 ("multi", "multi_quotes", {"interval": "1min"}, {"interval_ns": MIN})],
+}
+
+
+def _lake_call(helper: str, symbols: Any, args: dict, kw: dict) -> tuple[str, Callable[[Lake], Any]]:
+    """The lake side of a case: the call text and a function of the lake."""
+    if helper == "asof_join":
+        full = dict(columns=["bid", "ask"], **args, **kw)
+        return (f"asof_join('trades', 'ticker', {symbols!r}, {_kwargs(full)})",
+                lambda lake: lake.asof_join("trades", "ticker", symbols, **full))
+    if helper == "resample":
+        full = dict(symbols=symbols, **kw)
+        interval = args["interval"]
+        return (f"resample('ticker', {interval!r}, 'previous', {_kwargs(full)})",
+                lambda lake: lake.resample("ticker", interval, "previous", **full))
+    full = {**args, **kw}
+    return f"{helper}({symbols!r}, {_kwargs(full)})", lambda lake: getattr(lake, helper)(symbols, **full)
+
+
+def _kwargs(kw: dict) -> str:
+    shown = {k: (pd.Timestamp(v, tz="UTC").strftime("%Y-%m-%d") if k in ("start", "end") else v) for k, v in kw.items()}
+    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
+
+def cases(days: int) -> list[Case]:
+    """One case per (helper, variant) of `_PLAN`, for a history of `days` days."""
+    scopes, out = _scopes(days), []
+    for helper, plan in _PLAN.items():
+        for variant, scope, args, base_args in plan:
+            symbols, kw = scopes[scope]["symbols"], scopes[scope]["kw"]
+            call, lake_fn = _lake_call(helper, symbols, args, kw)
+            if helper == "resample":
+                base_args = {**base_args, "fill": "previous"}
+            if helper == "asof_join":
+                base_args = {**base_args, "columns": ["bid", "ask"]}
+
+            def pandas_fn(p: PandasHelpers, h=helper, s=symbols, a=base_args, k=kw) -> Any:
+                return getattr(p, h)(s, **a, **k)
+
+            out.append(Case(helper, variant, call, lake_fn, pandas_fn))
+    return out
+
+
+
+def run_case(case: Case, lake: Lake, base: PandasHelpers, repeat: int) -> dict:
+    """Both sides timed; the pandas answer must agree with the lake's (else the case is marked wrong)."""
+    ours = timed(lambda: case.lake(lake), repeat)
+    theirs = timed(lambda: case.pandas(base), repeat)
+    rows = len(ours.value) if isinstance(ours.value, pd.DataFrame) else 1
+    return {"helper": case.helper, "variant": case.variant, "call": case.call, "rows_out": rows,
+            "lake": dict(ours), "pandas": dict(theirs), "speedup": theirs.median / ours.median,
+            "wrong": disagreement(ours.value, theirs.value)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="1M historical + 50k live trades")
+    ap.add_argument("--full", action="store_true", help="10M historical + 200k live trades; writes the doc")
+    ap.add_argument("--only", default="", help="comma-separated helpers (e.g. ohlc,twap)")
+    ap.add_argument("--repeat", type=int, help="timed runs per side")
+    ap.add_argument("--doc", action="store_true", help="write docs/benchmarks-helpers.md in quick mode too")
+    args = ap.parse_args(argv)
+    sizes = dict(FULL if args.full else QUICK)
+    sizes["repeat"] = args.repeat or sizes["repeat"]
+    only = {h for h in args.only.split(",") if h}
+    result: dict[str, Any] = {"machine": machine(), "mode": "full" if args.full else "quick", "sizes": sizes,
+                              "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": []}
+    with tempfile.TemporaryDirectory(prefix="cryptolake-helpers-") as tmp:
+        t = time.perf_counter()
+        lake, live = build(Path(tmp) / "lake", sizes["trades"], sizes["days"], sizes["live"])
+        counts = lake.sql("SELECT (SELECT count(*) FROM trades) AS trades, (SELECT count(*) FROM ticker) AS ticker,"
+                          " (SELECT count(*) FROM gaps) AS gaps").iloc[0].to_dict()
+        if counts["gaps"]:
+            raise RuntimeError("the benchmark lake has gaps: the pandas ohlc baseline assumes coverage 1.0")
+        result["data"] = {**{k: int(v) for k, v in counts.items()}, "live_trades": len(live["trades"]),
+                          "live_quotes": len(live["ticker"]), "files": len(lake.committed_files("trades")),
+                          "build_s": time.perf_counter() - t}
+        print(f"[helpers] built {result['data']} in {result['data']['build_s']:.0f} s", flush=True)
+        base = PandasHelpers(lake.root, live)
+        for case in cases(sizes["days"]):
+            if only and case.helper not in only:
+                continue
+            entry = run_case(case, lake, base, sizes["repeat"])
+            result["cases"].append(entry)
+            print(f"[helpers] {case.name:28} lake {entry['lake']['median_s'] * 1e3:8.1f} ms  pandas "
+                  f"{entry['pandas']['median_s'] * 1e3:8.1f} ms  x{entry['speedup']:6.1f}"
+                  f"{'  WRONG: ' + entry['wrong'] if entry['wrong'] else ''}", flush=True)
+        lake.close()
+    result["targets"] = verdicts(result["cases"])
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"helpers-{result['mode']}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(result, indent=1, default=str))
+    print(f"results: {out}")
+    for t in result["targets"]:
+        print(f"{'met' if t['met'] else 'NOT MET':>8}  {t['target']}: {t['detail']}")
+    if args.full or args.doc:
+        DOC.write_text(markdown(result))
+        print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
