@@ -336,6 +336,7 @@ class Monitor:
 
     check: Callable[[], object]
     interval_s: float = 1.0
+    rounds: int = 0  # checks run so far
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -362,6 +363,7 @@ class Monitor:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
+            self.rounds += 1
             try:
                 self.check()
             except Exception:  # the monitor must outlive a bad round
