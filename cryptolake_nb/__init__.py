@@ -5,7 +5,7 @@ import logging
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # never Python's last-resort stderr in cells
 
-from .alerts import AlertWarning
+from .alerts import Alert, AlertRules, AlertWarning
 from .analytics import ohlc, realized_volatility, returns, twap, vwap
 from .asof import asof_join
 from .books import book_at, depth, top_of_book
@@ -29,6 +29,7 @@ from .errors import (
     SymbolError,
 )
 from .flow import trade_imbalance, volume_profile
+from .health import Monitoring
 from .ingest import TradeLake
 from .lake import Lake, active_lake
 from .live_chart import LiveChart
@@ -37,6 +38,8 @@ from .quotes import mid, spread
 from .resample import resample
 
 __all__ = [
+    "Alert",
+    "AlertRules",
     "AlertWarning",
     "CollectorError",
     "ConfigError",
@@ -48,6 +51,7 @@ __all__ = [
     "LakeLockedError",
     "LiveChart",
     "ManifestError",
+    "Monitoring",
     "NoActiveLakeError",
     "ProxyError",
     "QueryError",

@@ -166,6 +166,7 @@ class Alerts:
         self.history: collections.deque[Alert] = collections.deque(maxlen=HISTORY)
         self._hooks: list[Hook] = []
         self._lock = threading.Lock()
+        self._order = threading.RLock()  # one evaluation (and its deliveries) at a time: hooks see transitions in order
         for hook in hooks:
             self.add_hook(hook)
 
@@ -190,6 +191,10 @@ class Alerts:
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, report: Mapping[str, Any]) -> list[Alert]:
         """Compare the conditions true in `report` with the open episodes; deliver and return the transitions."""
+        with self._order:
+            return self._evaluate(report)
+
+    def _evaluate(self, report: Mapping[str, Any]) -> list[Alert]:
         found = findings(report, self.rules)
         at = int(report.get("at_ns") or 0)
         out: list[Alert] = []

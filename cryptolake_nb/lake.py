@@ -180,16 +180,21 @@ class Lake:
                                    files=self._manifest.files, memory=self.memory, flusher=self._flusher, gaps=self.gaps,
                                    feeds=lambda: self._feeds, collector=self._collector_status, disk=monitoring.disk,
                                    silent_s=monitoring.rules.silent_s)
+        writer = not self.read_only  # a reader beside a collector must not take its port or send its alerts
         self.alerts = Alerts(monitoring.rules, show=monitoring.show, root=str(self.root),
-                             hooks=(monitoring.webhook,) if monitoring.webhook else ())
+                             hooks=(monitoring.webhook,) if monitoring.webhook and writer else ())
         self._monitor = Monitor(self.check_alerts, monitoring.interval_s)
         self._metrics: MetricsServer | None = None
         self.closed = False
-        if self.config.autoflush and not self.read_only:
+        if monitoring.metrics_port is not None and writer:
+            try:  # before any thread starts: a taken port fails the open cleanly
+                self.serve_metrics(monitoring.metrics_port, host=monitoring.metrics_host)
+            except ConfigError:
+                self.alerts.close()
+                raise
+        if self.config.autoflush and writer:
             self._flusher.start()
             self._start_monitor()
-        if monitoring.metrics_port is not None:
-            self.serve_metrics(monitoring.metrics_port, host=monitoring.metrics_host)
         _close_at_exit(self)
 
     # -- ingest ---------------------------------------------------------------------------

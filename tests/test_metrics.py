@@ -3,6 +3,7 @@ equal to lake.health(); loopback by default, stopped by close(); label values es
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -197,3 +198,20 @@ def test_lake_magic_serves_and_stops_metrics(tmp_path, monkeypatch):
     finally:
         shell.run_cell("%unload_ext cryptolake_nb")
     assert lake.closed and lake._metrics is None  # unloading closed the lake, and the endpoint with it
+
+
+def test_a_taken_configured_port_fails_the_open_cleanly_and_readers_never_serve(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monitoring = Monitoring.from_config({"prometheus": {"enabled": True, "port": taken.getsockname()[1]},
+                                             "alerts": {"webhook_url": "http://127.0.0.1:9/hook"}})
+        webhooks = threading.active_count()
+        with pytest.raises(ConfigError, match="could not serve metrics"):
+            Lake(tmp_path / "lk", monitoring=monitoring)
+        assert waiting.wait_for(lambda: threading.active_count() == webhooks, 5)  # its webhook thread ended
+        with Lake(tmp_path / "lk") as writer:  # nothing left behind: the writer lock is free
+            assert writer._metrics is None
+            with Lake(tmp_path / "lk", read_only=True, monitoring=monitoring) as reader:
+                assert reader._metrics is None  # a reader beside the collector does not take its port
+                assert reader.alerts.summary()["hooks"] == 0
