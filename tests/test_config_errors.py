@@ -2,6 +2,7 @@
 the value, where it came from and what is allowed; unknown keys get a suggestion."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,6 @@ def test_an_invalid_value_names_its_field(path: str, source: str, tmp_path: Path
     assert "\n" not in text, f"one problem, one line: {text}"
     origin = r"\(argument\)" if source == "argument" else r"\(cryptolake\.yaml line \d+\)"
     shown = path.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")
-    import re
     assert re.search(rf"^invalid configuration \(.+\): {shown} = .+ {origin}: ", text), text
     assert allowed in text, text
     if isinstance(value, str) and value.strip():
