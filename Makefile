@@ -45,5 +45,11 @@ bench: bench-venv
 bench-quick: bench-venv
 	$(BIN)/python -m benchmarks.run --quick
 
+# Regenerate the reference pages from the code (tests fail when a committed page is stale).
+docs: install
+	$(BIN)/python -m cryptolake_nb.tables.doc > docs/tables.md
+	$(BIN)/python -m cryptolake_nb.config_doc > docs/configuration.md
+	$(BIN)/python tests/test_capture_channels.py
+
 clean:
 	rm -rf $(BUILD) $(VENV) .pytest_cache
