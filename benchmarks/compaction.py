@@ -15,7 +15,7 @@ from cryptolake_nb.manifest import FileEntry
 from cryptolake_nb.partitions import new_file_name, partition_dir
 from cryptolake_nb.sink import file_crc32
 
-from .stats import timed
+from .stats import interleaved, timed
 from .synth import trades
 
 __all__ = ["bench_compaction"]
@@ -43,25 +43,28 @@ def _small_files_lake(root: Path, data: pa.Table, rows_per_file: int) -> tuple[L
 
 
 def bench_compaction(n_files: int, rows_per_file: int, root: Path, repeat: int) -> dict:
+    """`ohlc` over the small files and over the fully compacted layout in turns, then the same after
+    `lake.compact()`: each ratio comes from interleaved runs (fair under outside load)."""
     data = trades(n_files * rows_per_file, seed=5)
     lake, paths = _small_files_lake(root / "small", data, rows_per_file)
+    full = Lake(root / "full", autoflush=False, max_rows=10**9, max_bytes=2**40)
+    full.buffer("trades").append_batch(data)
+    full.flush()
     ohlc = lambda lk: (lambda: lk.ohlc("BTC-USDT", "1min", to="arrow"))  # noqa: E731
-    before = timed(ohlc(lake), repeat)
+    before = interleaved({"small": ohlc(lake), "full": ohlc(full)}, repeat)
     base = timed(lambda: pq.write_table(ds.dataset(paths, format="parquet").to_table(), root / "one.parquet"), 1, warmup=0)
     t = time.perf_counter()
     done = lake.compact()
     compact_s = time.perf_counter() - t
-    after = timed(ohlc(lake), repeat)
-    files_after = len(lake.committed_files("trades"))
+    after = interleaved({"compacted": ohlc(lake), "full": ohlc(full)}, repeat)
+    files_after, files_full = len(lake.committed_files("trades")), len(full.committed_files("trades"))
     lake.close()
-    with Lake(root / "full", autoflush=False, max_rows=10**9, max_bytes=2**40) as full:
-        full.buffer("trades").append_batch(data)
-        full.flush()
-        fully = timed(ohlc(full), repeat)
-        files_full = len(full.committed_files("trades"))
+    full.close()
     rows = data.num_rows
     return {"files_before": n_files, "files_after": files_after, "files_fully_compacted": files_full, "rows": rows,
             "groups": len(done), "compact_rows_per_s": rows / compact_s,
             "pyarrow_rewrite_rows_per_s": rows / base.median, "ratio_vs_pyarrow_rewrite": base.median / compact_s,
-            "ohlc_before": dict(before), "ohlc_after": dict(after), "ohlc_fully_compacted": dict(fully),
-            "slowdown_before": before.median / fully.median, "after_vs_fully": after.median / fully.median}
+            "ohlc_before": dict(before["small"]), "ohlc_after": dict(after["compacted"]),
+            "ohlc_fully_compacted": dict(after["full"]),
+            "slowdown_before": before["small"].median / before["full"].median,
+            "after_vs_fully": after["compacted"].median / after["full"].median}

@@ -19,7 +19,7 @@ from .peers.arctic import ArcticUnavailable, arctic_answers, ensure_venv, run_dr
 from .peers.duckdb_plain import PlainDuckDB
 from .peers.pandas_baseline import PandasParquet
 from .peers.polars_scan import PolarsScan
-from .stats import summary, timed
+from .stats import interleaved, summary
 from .synth import market, trades
 from .whatif import rollup_whatif
 from .workload import QUERIES, Workload, disagreement
@@ -76,11 +76,12 @@ def bench_comparison(total: int, days: int, live: int, root: Path, repeat: int, 
 
     want = {q: lake.answer(q) for q in QUERIES}  # the reference every other answer must match
     out["stream_day_trades"] = int(want["ohlc"]["trades"].sum())
-    for name, system in systems.items():
-        entry = out["systems"].setdefault(name, {})
-        entry["queries"], entry["wrong"] = {}, {}
-        for q in QUERIES:
-            t = timed(lambda: system.answer(q), repeat)
+    for name in systems:
+        out["systems"].setdefault(name, {}).update(queries={}, wrong={})
+    for q in QUERIES:  # the systems take turns on each query (fair ratios under outside load)
+        times = interleaved({name: (lambda s=system: s.answer(q)) for name, system in systems.items()}, repeat)
+        for name, t in times.items():
+            entry = out["systems"][name]
             entry["queries"][q] = dict(t)
             if name != "cryptolake_nb":
                 bad = disagreement(q, t.value, want[q], rtol=1e-7)
@@ -100,9 +101,10 @@ def bench_comparison(total: int, days: int, live: int, root: Path, repeat: int, 
 def _unpruned(out: dict, lake: LakeSystem, systems: dict, repeat: int) -> None:
     """The day scan without partition pruning: the lake's SQL with no manifest pruning (DuckDB's
     row-group statistics only), pandas reading everything then filtering."""
-    out["systems"]["cryptolake_nb"]["scan_unpruned"] = dict(timed(lambda: lake.sql("scan", pruned=False), repeat))
-    out["systems"]["pandas + Parquet"]["scan_unpruned"] = dict(
-        timed(lambda: systems["pandas + Parquet"].scan(pruned=False), repeat))
+    t = interleaved({"cryptolake_nb": lambda: lake.sql("scan", pruned=False),
+                     "pandas + Parquet": lambda: systems["pandas + Parquet"].scan(pruned=False)}, repeat)
+    for name, x in t.items():
+        out["systems"][name]["scan_unpruned"] = dict(x)
 
 
 def _arctic(root: Path, sources: list[str], w: Workload, repeat: int, want: dict) -> dict:
@@ -131,10 +133,9 @@ def _unified(lake: LakeSystem, plain: PlainDuckDB, live: int, days: int, repeat:
     # the lake's view reads files with these options: timing them alone attributes part of the gap
     same_options = PlainDuckDB(lake.files(), lake.w, "hive_partitioning = false, union_by_name = true")
     for q in (*QUERIES, "count"):
-        ours = timed(lambda: lake.sql(q), repeat)
-        base = timed(lambda: plain.run(q), repeat)
-        opts = timed(lambda: same_options.run(q), repeat)
-        out[q] = {"lake": dict(ours), "parquet_only": dict(base), "ratio": ours.median / base.median,
-                  "parquet_lake_read_options": dict(opts)}
+        t = interleaved({"lake": lambda: lake.sql(q), "parquet_only": lambda: plain.run(q),
+                         "parquet_lake_read_options": lambda: same_options.run(q)}, repeat)
+        out[q] = {k: dict(v) for k, v in t.items()}
+        out[q]["ratio"] = t["lake"].median / t["parquet_only"].median
     same_options.close()
     return out

@@ -7,6 +7,8 @@ METHOD = """\
 Every figure is the median of several runs (min and max beside it here or in the JSON), after one
 untimed warm-up run (file metadata and page caches warm, as in a working session). Every comparison
 is a ratio against a baseline measured in the same run, on the same data, one benchmark at a time.
+The machine is shared, so systems compared on the same query take turns run by run (A B C A B C:
+outside load falls on all of them alike); ArcticDB, in its own process, runs its turns right after.
 
 **Data** (`benchmarks/synth.py`, seeded, regenerated identically on every run): a synthetic market of
 3 exchanges x 8 symbols over 4 UTC days; trade counts skewed by venue and symbol (BINANCE BTC-USDT

@@ -6,7 +6,7 @@ import statistics
 import time
 from typing import Any, Callable
 
-__all__ = ["Timing", "peak_rss_bytes", "rss_bytes", "summary", "timed"]
+__all__ = ["Timing", "interleaved", "peak_rss_bytes", "rss_bytes", "summary", "timed"]
 
 
 class Timing(dict):
@@ -37,6 +37,26 @@ def timed(fn: Callable[[], Any], repeat: int, *, warmup: int = 1) -> Timing:
         runs.append(time.perf_counter() - t)
     out = summary(runs)
     out.value = value
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeat: int, *, warmup: int = 1) -> dict[str, Timing]:
+    """Time several ways of answering the same thing in turns (A B C A B C ...), so that load from
+    other processes on a shared machine falls on all of them alike and their ratios stay fair."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    runs: dict[str, list[float]] = {k: [] for k in fns}
+    values: dict[str, Any] = {}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            values[k] = fn()
+            runs[k].append(time.perf_counter() - t)
+    out = {}
+    for k, r in runs.items():
+        out[k] = summary(r)
+        out[k].value = values[k]
     return out
 
 
