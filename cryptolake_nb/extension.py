@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from .config import load_settings
+from .errors import LakeLockedError
 from .jupysql import JupysqlBridge
 from .lake import Lake, active_lake
 from .magics import LakeMagics
@@ -21,8 +22,17 @@ def load(ipython: Any) -> Lake:
 
     The settings load as everywhere (config.py): ./cryptolake.yaml or $CRYPTOLAKE_CONFIG, then the
     CRYPTOLAKE_* environment (CRYPTOLAKE_ROOT or CRYPTOLAKE_LAKE__ROOT); the root defaults to ./lake.
-    An invalid configuration fails here with one ConfigError naming each field."""
-    lake = Lake(settings=load_settings()).activate()
+    An invalid configuration fails here with one ConfigError naming each field. When another
+    process writes the lake (a `cryptolake collect`, say), it opens read-only and follows that
+    writer's commits instead of failing."""
+    settings = load_settings()
+    try:
+        lake = Lake(settings=settings)
+    except LakeLockedError as exc:
+        log.warning("%s; opened read-only: queries see the writer's committed data", exc)
+        print(f"cryptolake: {exc}\nopened read-only: queries see what the writer commits (no subscribe/start here)")
+        lake = Lake(settings=settings, read_only=True)
+    lake.activate()
     ipython.register_magics(LakeMagics(ipython, lake))
     ipython.push({"lake": lake})
     JupysqlBridge(ipython, lake).install()  # %sql / %%sql (jupysql) see the lake's views, in either load order

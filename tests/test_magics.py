@@ -90,3 +90,34 @@ def test_unload_closes_the_lake_and_drops_the_magics(ip):
 
 def test_split_options_keeps_sql_verbatim():
     assert split_options("-o x --polars SELECT '-o' AS a") == (["-o", "x", "--polars"], "SELECT '-o' AS a")
+
+
+def test_load_ext_opens_read_only_next_to_another_writer(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import textwrap
+
+    root = tmp_path / "shared-lake"
+    writer = textwrap.dedent(f"""
+        import sys, time
+        from cryptolake_nb import Lake
+        lake = Lake({str(root)!r})
+        print("open", flush=True)
+        sys.stdin.readline()
+        lake.close()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        monkeypatch.setenv("CRYPTOLAKE_ROOT", str(root))
+        InteractiveShell.clear_instance()
+        shell = InteractiveShell.instance()
+        run(shell, "%load_ext cryptolake_nb")
+        lake = shell.user_ns["lake"]
+        assert lake.read_only
+        assert run(shell, "%lakesql SELECT count(*) AS n FROM trades")["n"][0] == 0
+        run(shell, "%unload_ext cryptolake_nb")
+        InteractiveShell.clear_instance()
+    finally:
+        proc.communicate("\n", timeout=30)
+    assert proc.returncode == 0
