@@ -21,7 +21,7 @@ from .partitions import check_value
 from .schema import TS
 
 __all__ = ["Filters", "check_choice", "check_number", "check_to", "filters", "finish", "ident", "name_list",
-           "parse_interval", "quote", "symbol_list", "to_ns", "with_ts"]
+           "order_key", "parse_interval", "quote", "symbol_list", "to_ns", "with_ts"]
 
 _UNITS = {
     "ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "sec": 10**9, "m": 60 * 10**9, "min": 60 * 10**9,
@@ -29,6 +29,8 @@ _UNITS = {
 }
 _INTERVAL = re.compile(r"^\s*(\d{1,15})\s*([a-z]{1,4})\s*$")
 _INT64 = (-(2**63), 2**63 - 1)
+_HIGH = "18446744073709551616::HUGEINT"  # 2^64: the time goes in the high 64 bits
+_BIAS = "9223372036854775808::HUGEINT"   # 2^63: the tie-break, shifted to 0..2^64-1, in the low ones
 
 
 def parse_interval(interval: str | int | pd.Timedelta, name: str = "interval") -> int:
@@ -127,6 +129,25 @@ class Filters:
     tag: str = ""
 
     @property
+    def symbol_index(self) -> tuple[str, tuple[str, ...]]:
+        """SQL mapping each filtered symbol to its rank in sorted order, and the symbols in that order:
+        partitioning and sorting on a small integer is cheaper than on the string (one symbol: 0)."""
+        names = tuple(sorted(self.symbols))
+        if len(names) == 1:
+            return "0", names
+        whens = " ".join(f"WHEN ${self.tag}symbol_{i} THEN {names.index(s)}" for i, s in enumerate(self.symbols))
+        return f"CASE symbol {whens} END", names
+
+    def by_symbol(self, *keys: str) -> tuple[str, str]:
+        """`symbol` for the SELECT list and the GROUP BY clause (`symbol` and `keys`) of a per-symbol
+        aggregate. One symbol is selected as its bound value, not grouped by: hashing a constant string
+        on every row cost ~15% of such a query. With no keys left, HAVING keeps an empty input empty."""
+        if len(self.symbols) != 1:
+            return "symbol", " GROUP BY " + ", ".join(["symbol", *keys])
+        head = f"${self.tag}symbol_0 AS symbol"
+        return head, (" GROUP BY " + ", ".join(keys)) if keys else " HAVING count(*) > 0"
+
+    @property
     def symbol_rows(self) -> str:
         """The symbols as a VALUES body of placeholders: `($symbol_0), ($symbol_1)`."""
         return ", ".join(f"(${self.tag}symbol_{i})" for i in range(len(self.symbols)))
@@ -161,6 +182,17 @@ def filters(symbols: tuple[str, ...] | None, exchange: Any, start: Any, end: Any
     if time == '"ts"':  # the manifest knows the ts range of each file, not of other columns
         prune.update({k: v for k, v in (("start_ns", start_ns), ("end_ns", end_ns)) if v is not None})
     return Filters(" AND ".join(where) or "TRUE", params, prune, tuple(symbols or ()), exchange, start_ns, end_ns, tag)
+
+
+def order_key(time_ns: str, tie: str | None = None) -> str:
+    """SQL for one number that orders rows as (time_ns, tie) does, both int64 expressions.
+
+    arg_min/arg_max over a HUGEINT cost about half of what they cost over a (ts, receipt_ts) STRUCT
+    (DuckDB 2.0), and ORDER BY one key is cheaper than two. A NULL tie sorts first (before any value).
+    """
+    if tie is None:
+        return time_ns
+    return f"(({time_ns})::HUGEINT * {_HIGH} + (coalesce({tie}, {_INT64[0]})::HUGEINT + {_BIAS}))"
 
 
 def with_ts(table: pa.Table, column: str = "bucket", name: str = "ts", type_: pa.DataType = TS) -> pa.Table:

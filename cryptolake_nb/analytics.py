@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ._sqlargs import Filters, check_choice, check_to, filters, finish, parse_interval, symbol_list, to_ns, with_ts
+from ._sqlargs import (Filters, check_choice, check_to, filters, finish, order_key, parse_interval, symbol_list, to_ns,
+                       with_ts)
 from .errors import ConfigError
 from .lake import Output, active_lake
 
@@ -21,7 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["ohlc", "parse_interval", "realized_volatility", "returns", "to_ns", "twap", "vwap"]
 
 _BUCKET = "(epoch_ns(ts) // $step) * $step"
-_LAST = "arg_max(price, (ts, receipt_ts))"  # deterministic on equal ts: the later receipt wins
+_KEY = order_key("epoch_ns(ts)", "epoch_ns(receipt_ts)")  # (ts, receipt_ts) as one number
+_FIRST = f"arg_min(price, {_KEY})"
+_LAST = f"arg_max(price, {_KEY})"  # deterministic on equal ts: the later receipt wins
 
 
 def _setup(symbols: Any, exchange: Any, start: Any, end: Any, to: Any, lake: "Lake | None") -> tuple["Lake", Filters, bool]:
@@ -51,11 +56,12 @@ def vwap(symbols: str | list[str], interval: Any = None, *, exchange: str | None
     lake, f, single = _setup(symbols, exchange, start, end, to, lake)
     cols = "sum(price * amount) / sum(amount) AS vwap, sum(amount) AS volume, count(*) AS trades"
     if interval is None:
-        sql = f"SELECT symbol, {cols} FROM trades WHERE {f.where} GROUP BY symbol ORDER BY symbol"
+        sym, group = f.by_symbol()
+        sql = f"SELECT {sym}, {cols} FROM trades WHERE {f.where}{group} ORDER BY symbol"
         return _scalar(lake.query_arrow(sql, f.params, **f.prune), "vwap", single, to)
     params = {**f.params, "step": parse_interval(interval)}
-    sql = (f"SELECT symbol, {_BUCKET} AS bucket, {cols} FROM trades WHERE {f.where}"
-           " GROUP BY symbol, bucket ORDER BY symbol, bucket")
+    sym, group = f.by_symbol("bucket")
+    sql = f"SELECT {sym}, {_BUCKET} AS bucket, {cols} FROM trades WHERE {f.where}{group} ORDER BY symbol, bucket"
     return finish(with_ts(lake.query_arrow(sql, params, **f.prune)), single, to)
 
 
@@ -70,25 +76,73 @@ def twap(symbols: str | list[str], interval: Any = None, *, exchange: str | None
     >>> twap("BTC-USDT", "5min", exchange="BINANCE")                      # doctest: +SKIP
     """
     lake, f, single = _setup(symbols, exchange, start, end, to, lake)
-    params = dict(f.params)
-    if interval is None:
-        bucket, until = "0", "$end" if f.end_ns is not None else "max(t) OVER (PARTITION BY symbol)"
-    else:
-        params["step"] = parse_interval(interval)
-        bucket = "(t // $step) * $step"
-        until = "least(bucket + $step, $end)" if f.end_ns is not None else "bucket + $step"
-    sql = (
-        f"WITH p AS (SELECT symbol, price, epoch_ns(ts) AS t, receipt_ts FROM trades WHERE {f.where}),"
-        f" b AS (SELECT *, {bucket} AS bucket FROM p),"
-        " w AS (SELECT symbol, bucket, price, coalesce(lead(t) OVER (PARTITION BY symbol, bucket ORDER BY t, receipt_ts),"
-        f" {until}) - t AS w FROM b)"
-        " SELECT symbol, bucket, CASE WHEN sum(w) > 0 THEN sum(price * w) / sum(w) ELSE avg(price) END AS twap,"
-        " count(*) AS trades FROM w GROUP BY symbol, bucket ORDER BY symbol, bucket"
-    )
-    table = lake.query_arrow(sql, params, **f.prune)
+    step = None if interval is None else parse_interval(interval)
+    index, names = f.symbol_index
+    rows = lake.query_arrow(f"SELECT {index} AS s, epoch_ns(ts) AS t, epoch_ns(receipt_ts) AS r, price FROM trades"
+                            f" WHERE {f.where}", f.params, **f.prune)
+    table = _time_weighted(rows, step, f.end_ns)
+    table = table.set_column(0, "symbol", pc.take(pa.array(names, pa.string()), table.column("s")))
     if interval is None:
         return _scalar(table.drop_columns(["bucket"]), "twap", single, to)
     return finish(with_ts(table), single, to)
+
+
+def _time_weighted(rows: pa.Table, step: int | None, end_ns: int | None) -> pa.Table:
+    """`s, bucket, twap, trades` from the trades' `s, t, r, price`, sorted by (s, bucket).
+
+    The weights need each trade's successor, i.e. an order. numpy's stable sort runs in near-linear
+    time on the query's output, which arrives as the files' already time-sorted runs; a DuckDB window
+    (lead() OVER (PARTITION BY ... ORDER BY ts, receipt_ts)) sorted the same rows four times slower.
+    """
+    s, t = rows.column("s").to_numpy(), rows.column("t").to_numpy()
+    order = _sort_order(s, t, rows.column("r").to_numpy())
+    s, t = s[order], t[order]
+    price = rows.column("price").to_numpy()[order]
+    n = len(t)
+    bucket = np.zeros(n, np.int64) if step is None else t // step * step
+    first = np.ones(n, bool)
+    first[1:] = (s[1:] != s[:-1]) | (bucket[1:] != bucket[:-1])
+    last = np.ones(n, bool)
+    last[:-1] = first[1:]
+    if step is None:  # one bucket: the last trade holds until `end`; without one it has no weight
+        until = t if end_ns is None else np.full(n, end_ns, np.int64)
+    else:
+        until = bucket + step if end_ns is None else np.minimum(bucket + step, end_ns)
+    following = np.empty_like(t)
+    following[:-1] = t[1:]
+    weight = np.where(last, until, following) - t
+    starts = np.flatnonzero(first)
+    trades = np.diff(np.append(starts, n))
+    if n:
+        total = np.add.reduceat(weight, starts)
+        weighted = np.add.reduceat(price * weight, starts) / np.where(total > 0, total, 1)
+        value = np.where(total > 0, weighted, np.add.reduceat(price, starts) / trades)
+    else:
+        value = np.zeros(0)
+    return pa.table({"s": pa.array(s[starts], pa.int32()), "bucket": pa.array(bucket[starts], pa.int64()),
+                     "twap": pa.array(value, pa.float64()), "trades": pa.array(trades, pa.int64())})
+
+
+def _sort_order(s: np.ndarray, t: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Indices sorting rows by (s, t, r). One stable argsort of an int64 key packing s above t (when
+    it fits, always for a few years of data), then only the rows tied on (s, t) re-sorted by r."""
+    if not len(t):
+        return np.zeros(0, np.int64)
+    low = int(t.min())
+    bits = (int(t.max()) - low).bit_length()
+    if bits + int(s.max()).bit_length() > 62:
+        return np.lexsort((r, t, s))
+    key = (s.astype(np.int64) << bits) | (t - low)
+    order = np.argsort(key, kind="stable")
+    ranked = key[order]
+    tied = np.zeros(len(t), bool)
+    same = ranked[1:] == ranked[:-1]
+    tied[1:] |= same
+    tied[:-1] |= same
+    if tied.any():  # groups of equal (s, t) stay in place; within each, by receipt time
+        inside = order[tied]
+        order[tied] = inside[np.lexsort((r[inside], key[inside]))]
+    return order
 
 
 def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | None = None, start: Any = None,
@@ -103,12 +157,13 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
     """
     lake, f, single = _setup(symbols, exchange, start, end, to, lake)
     params = {**f.params, "step": parse_interval(interval)}
+    sym, group = f.by_symbol("bucket")
     bars = (
-        f"SELECT symbol, {_BUCKET} AS bucket,"
-        " arg_min(price, (ts, receipt_ts)) AS open, max(price) AS high, min(price) AS low,"
+        f"SELECT {sym}, {_BUCKET} AS bucket,"
+        f" {_FIRST} AS open, max(price) AS high, min(price) AS low,"
         f" {_LAST} AS close, sum(amount) AS volume, count(*) AS trades,"
         " sum(price * amount) / sum(amount) AS vwap"
-        f" FROM trades WHERE {f.where} GROUP BY symbol, bucket"
+        f" FROM trades WHERE {f.where}{group}"
     )
     gap_filter = "(g.channel IS NULL OR g.channel = 'trades')"
     if f.exchange is not None:
@@ -145,8 +200,9 @@ def returns(symbols: str | list[str], interval: Any = "1min", *, how: str = "sim
     params = {**f.params, "step": parse_interval(interval)}
     prev = "lag(close) OVER (PARTITION BY symbol ORDER BY bucket)"
     ret = f"close / {prev} - 1" if how == "simple" else f"ln(close / {prev})"
-    sql = (f"WITH bars AS (SELECT symbol, {_BUCKET} AS bucket, {_LAST} AS close FROM trades WHERE {f.where}"
-           f" GROUP BY symbol, bucket) SELECT symbol, bucket, close, {ret} AS \"return\" FROM bars ORDER BY symbol, bucket")
+    sym, group = f.by_symbol("bucket")
+    sql = (f"WITH bars AS (SELECT {sym}, {_BUCKET} AS bucket, {_LAST} AS close FROM trades WHERE {f.where}{group})"
+           f" SELECT symbol, bucket, close, {ret} AS \"return\" FROM bars ORDER BY symbol, bucket")
     return finish(with_ts(lake.query_arrow(sql, params, **f.prune)), single, to)
 
 
@@ -170,9 +226,10 @@ def realized_volatility(symbols: str | list[str], interval: Any = None, *, sampl
         if step % sample_ns:
             raise ConfigError(f"interval must be a multiple of sample ({sample!r}), got {interval!r}")
         bucket = "(sb // $step) * $step"
+    sym, group = f.by_symbol("sb")
     sql = (
-        f"WITH bars AS (SELECT symbol, (epoch_ns(ts) // $sample) * $sample AS sb, {_LAST} AS close FROM trades"
-        f" WHERE {f.where} GROUP BY symbol, sb),"
+        f"WITH bars AS (SELECT {sym}, (epoch_ns(ts) // $sample) * $sample AS sb, {_LAST} AS close FROM trades"
+        f" WHERE {f.where}{group}),"
         " r AS (SELECT symbol, sb, ln(close / lag(close) OVER (PARTITION BY symbol ORDER BY sb)) AS r FROM bars)"
         f" SELECT symbol, {bucket} AS bucket, sqrt(sum(r * r)) AS realized_volatility, count(*) AS returns FROM r"
         " WHERE r IS NOT NULL GROUP BY symbol, bucket ORDER BY symbol, bucket"

@@ -72,8 +72,12 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     shown = [f"l.{q}" for q in lcols if q != ROW]
     shown += [f"CASE WHEN {fresh} THEN r.__cl_c{i} END AS {quote(n)}" for i, n in enumerate(out_names)]
     shown.append(f"CASE WHEN {fresh} THEN l.__cl_t - r.__cl_t END AS staleness")
-    cond = " AND ".join([f"l.{q} = r.{q}" for q in key_q] + ["l.__cl_t >= r.__cl_t"])
-    order = f"l.{ROW}" if lin.frame is not None else ", ".join(["l.__cl_t", *(f"l.{q}" for q in key_q)])
+    # a key both sides are filtered to one value of is equal on every row: leaving it out of the join
+    # (and the sort) spares DuckDB's ASOF a partition on strings (a fifth of its time for one stream)
+    pinned = {"symbol": syms is not None and len(syms) == 1, "exchange": exchange is not None}
+    free = [q for k, q in zip(keys, key_q) if not pinned.get(k, False)]
+    cond = " AND ".join([f"l.{q} = r.{q}" for q in free] + ["l.__cl_t >= r.__cl_t"])
+    order = f"l.{ROW}" if lin.frame is not None else ", ".join(["l.__cl_t", *(f"l.{q}" for q in free)])
     table = run(parts, f"SELECT {', '.join(shown)} FROM l ASOF LEFT JOIN r ON {cond} ORDER BY {order}", params, lake)
     stale = pc.cast(table.column("staleness"), pa.int64()).cast(pa.duration("ns"))
     return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)

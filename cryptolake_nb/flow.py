@@ -18,6 +18,9 @@ __all__ = ["trade_imbalance", "volume_profile"]
 
 _SIDES = ("coalesce(sum(amount) FILTER (WHERE side = 'buy'), 0.0) AS buy_volume,"
           " coalesce(sum(amount) FILTER (WHERE side = 'sell'), 0.0) AS sell_volume")
+# floor(round(r, 9)) differs from floor(r) only when r's fraction is within 1e-9 of the next level;
+# rounding just those rows gives the same level for a third of the cost
+_LEVEL = "CASE WHEN r - floor(r) < 0.9999999 THEN floor(r) ELSE floor(round(r, 9)) END"
 
 
 def trade_imbalance(symbols: str | list[str], interval: Any = "1min", *, exchange: str | None = None,
@@ -37,9 +40,10 @@ def trade_imbalance(symbols: str | list[str], interval: Any = "1min", *, exchang
         params["step"] = parse_interval(interval)
         bucket = "(epoch_ns(ts) // $step) * $step AS bucket,"
     keys = "symbol, bucket" if bucket else "symbol"
+    sym, group = f.by_symbol(*(["bucket"] if bucket else []))
     sql = (f"SELECT {keys}, buy_volume, sell_volume, (buy_volume - sell_volume) / nullif(buy_volume + sell_volume, 0)"
-           f" AS imbalance, volume, trades FROM (SELECT symbol, {bucket} {_SIDES}, sum(amount) AS volume,"
-           f" count(*) AS trades FROM trades WHERE {f.where} GROUP BY {keys}) ORDER BY {keys}")
+           f" AS imbalance, volume, trades FROM (SELECT {sym}, {bucket} {_SIDES}, sum(amount) AS volume,"
+           f" count(*) AS trades FROM trades WHERE {f.where}{group}) ORDER BY {keys}")
     table = active_lake(lake).query_arrow(sql, params, **f.prune)
     return finish(with_ts(table) if bucket else table, single, to)
 
@@ -63,9 +67,10 @@ def volume_profile(symbols: str | list[str], interval: Any = None, *, bin: float
         params["step"] = parse_interval(interval)
         bucket = "(epoch_ns(ts) // $step) * $step AS bucket,"
     keys = "symbol, bucket, level" if bucket else "symbol, level"
-    shown = "symbol, bucket" if bucket else "symbol"
-    sql = (f"SELECT {shown}, level * $bin AS price, sum(amount) AS volume, {_SIDES},"
-           f" count(*) AS trades FROM (SELECT symbol, {bucket} floor(round(price / $bin, 9)) AS level, amount, side"
-           f" FROM trades WHERE {f.where}) GROUP BY {keys} ORDER BY {keys}")
+    sym, group = f.by_symbol(*(["bucket", "level"] if bucket else ["level"]))
+    shown = f"{sym}, bucket" if bucket else sym
+    sql = (f"SELECT {shown}, level * $bin AS price, sum(amount) AS volume, {_SIDES}, count(*) AS trades"
+           f" FROM (SELECT symbol, {bucket} {_LEVEL} AS level, amount, side FROM (SELECT symbol, ts,"
+           f" price / $bin AS r, amount, side FROM trades WHERE {f.where})){group} ORDER BY {keys}")
     table = active_lake(lake).query_arrow(sql, params, **f.prune)
     return finish(with_ts(table) if bucket else table, single, to)

@@ -1,8 +1,9 @@
 """Put a series on a regular time grid: the last row of each bucket, and a rule for empty buckets.
 
 Two steps: the last row per (group, bucket) is found by DuckDB where the data lives (the lake for a
-table, a private in-memory DuckDB for a frame); the grid and the fill are then index arithmetic over
-that already small result (numpy searchsorted + Arrow take), so no grid is ever joined in SQL.
+table, a private in-memory DuckDB for a frame), as one hash aggregate (`arg_max` of the row as a
+struct: no window, no sort of the input); the grid and the fill are then index arithmetic over that
+already small result (numpy searchsorted + Arrow take), so no grid is ever joined in SQL.
 """
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._sources import ROW, Part, as_input, run
-from ._sqlargs import check_choice, check_to, filters, ident, name_list, parse_interval, symbol_list
+from ._sqlargs import check_choice, check_to, filters, ident, name_list, order_key, parse_interval, symbol_list
 from .errors import ConfigError
 from .lake import Output, convert
 
@@ -65,22 +67,49 @@ def resample(data: Any, interval: Any, fill: str = "none", *, symbols: str | lis
         filters(None, exchange, None, None)  # validated even when it filters nothing
 
     cols = [ident(c, inp.schema, "data") for c in names] + ([ROW] if inp.frame is not None else [])
-    ties = [ROW] if inp.frame is not None else ["receipt_ts"] if "receipt_ts" in names and on != "receipt_ts" else []
-    order = ", ".join(f"{c} DESC" for c in ["__cl_t", *ties])
-    group = f"dense_rank() OVER (ORDER BY {', '.join(key_q)})" if keys else "1"
-    body = (f"SELECT {', '.join(cols)}, __cl_b, {group} AS __cl_g FROM (SELECT *, (__cl_t // $step) * $step AS __cl_b,"
-            f" row_number() OVER (PARTITION BY {', '.join([*key_q, '(__cl_t // $step)'])} ORDER BY {order}) AS __cl_n"
-            " FROM s) WHERE __cl_n = 1 ORDER BY __cl_g, __cl_b")
+    tie = ROW if inp.frame is not None else "epoch_ns(receipt_ts)" if "receipt_ts" in names and on != "receipt_ts" else None
+    values = [c for c in names if c not in keys and c != on]
+    row = ", ".join(f"'v{i}': {ident(c, inp.schema, 'data')}" for i, c in enumerate(values))
+    last_row = f", arg_max({{{row}}}, {order_key('__cl_t', tie)}) AS __cl_r" if values else ""
+    group = ", ".join([*key_q, "__cl_b"])
+    body = (f"SELECT {group}{last_row} FROM (SELECT *, (__cl_t // $step) * $step AS __cl_b FROM s)"
+            f" GROUP BY {group} ORDER BY {group}")
     part = Part("s", inp, f"{', '.join(cols)}, epoch_ns({on_q}) AS __cl_t", f"{f.where} AND {on_q} IS NOT NULL",
                 f.prune)
-    last = run([part], body, {**f.params, "step": step}, lake)
+    last = _unpacked(run([part], body, {**f.params, "step": step}, lake), values, keys)
     lo = None if f.start_ns is None else f.start_ns // step * step
     hi = None if f.end_ns is None else (f.end_ns - 1) // step * step
-    return convert(_fill(last, names, on, keys, step, fill, lo, hi), to)
+    return convert(_fill(last, names, on, keys, step, fill, lo, hi, on_type), to)
+
+
+def _unpacked(result: pa.Table, values: list[str], keys: tuple[str, ...]) -> pa.Table:
+    """The query's rows as `keys, values, __cl_b, __cl_g`: the struct of the last row opened into
+    columns, and a group number that changes with the keys (the rows come sorted by keys)."""
+    out = {k: result.column(k) for k in keys}
+    if values:
+        row = result.column("__cl_r").combine_chunks()
+        for i, name in enumerate(values):
+            col = row.field(i)
+            if pa.types.is_timestamp(col.type) and col.type.tz == "Etc/UTC":  # as top-level columns come back
+                col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
+            out[name] = col
+    out["__cl_b"] = result.column("__cl_b")
+    n = result.num_rows
+    change = np.zeros(n, bool)
+    change[:1] = True
+    for k in keys:
+        col = result.column(k).combine_chunks()
+        if n > 1:
+            a, b = col.slice(1), col.slice(0, n - 1)
+            differ = pc.fill_null(pc.not_equal(a, b), True).to_numpy(zero_copy_only=False)
+            both_null = pc.and_(a.is_null(), b.is_null()).to_numpy(zero_copy_only=False)
+            change[1:] |= differ & ~both_null
+    out["__cl_g"] = pa.array(np.cumsum(change), pa.int64())
+    return pa.table(out)
 
 
 def _fill(last: pa.Table, names: list[str], on: str, keys: tuple[str, ...], step: int, fill: str,
-          lo: int | None, hi: int | None) -> pa.Table:
+          lo: int | None, hi: int | None, on_type: pa.DataType) -> pa.Table:
     """The grid rows, taken from `last` (sorted by group then bucket) by index; -1 takes NULLs."""
     b = last.column("__cl_b").to_numpy().astype(np.int64)
     g = last.column("__cl_g").to_numpy().astype(np.int64)
@@ -108,7 +137,7 @@ def _fill(last: pa.Table, names: list[str], on: str, keys: tuple[str, ...], step
     missing = take < 0
     rows = last.take(pa.array(np.maximum(take, 0), pa.int64(), mask=missing))
     group_rows = last.take(pa.array(first, pa.int64()))
-    tz = last.schema.field(on).type.tz
+    tz = "UTC" if on_type.tz else None  # DuckDB gives every aware time back in UTC
     out = {}
     for c in names:
         if c == on:
