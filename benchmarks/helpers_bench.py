@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ MIN, SEC = 60 * 10**9, 10**9
 # -- data ---------------------------------------------------------------------------------------
 def quotes_for(trades: pa.Table, seed: int, share: float = 0.5) -> pa.Table:
     """Ticker rows for about `share` of the trades: each one halfway between a trade and the one before
-    it in its stream, quoting around the earlier trade's price (spread of ~1-5 bps)."""
+    it in its stream, quoting around the earlier trade's price (~1-5 bps each side, on the symbol's
+    tick, so quotes repeat as a resting top of book does)."""
     order = pc.sort_indices(trades, [("exchange", "ascending"), ("symbol", "ascending"), ("ts", "ascending")])
     t = trades.take(order)
     rng = np.random.default_rng([seed, 17])
@@ -58,11 +60,13 @@ def quotes_for(trades: pa.Table, seed: int, share: float = 0.5) -> pa.Table:
     keep[1:] = (stream[1:] == stream[:-1]) & (rng.random(len(ts) - 1) < share)
     idx = np.flatnonzero(keep)
     price = t.column("price").to_numpy()[idx - 1]
+    tick = np.array([SYMBOLS[s][2] for s in t.column("symbol").take(idx).to_pylist()])
     half = rng.uniform(0.5e-4, 2.5e-4, len(idx))
     qts = (ts[idx - 1] + ts[idx]) // 2
     schema = schema_for("ticker")
     cols = {"exchange": t.column("exchange").take(idx), "symbol": t.column("symbol").take(idx),
-            "bid": pa.array(np.round(price * (1 - half), 10)), "ask": pa.array(np.round(price * (1 + half), 10)),
+            "bid": pa.array(np.round(np.floor(price * (1 - half) / tick) * tick, 10)),
+            "ask": pa.array(np.round(np.ceil(price * (1 + half) / tick) * tick, 10)),
             "extra": pa.nulls(len(idx), pa.string()), "ts": pa.array(qts).cast(schema.field("ts").type),
             "receipt_ts": pa.array(qts + rng.integers(1_000_000, 40_000_000, len(idx))).cast(schema.field("ts").type)}
     quotes = pa.table([cols[f.name] for f in schema], schema=schema)
@@ -251,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{entry['pandas']['median_s'] * 1e3:8.1f} ms  x{entry['speedup']:6.1f}"
                   f"{'  WRONG: ' + entry['wrong'] if entry['wrong'] else ''}", flush=True)
         lake.close()
+    result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["targets"] = verdicts(result["cases"])
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"helpers-{result['mode']}-{time.strftime('%Y%m%dT%H%M%S')}.json"
