@@ -24,7 +24,10 @@ demo: install
 	CRYPTOLAKE_ROOT=$(abspath $(BUILD))/lake $(BIN)/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=300 --output-dir $(BUILD) notebooks/quickstart.ipynb
 	$(BIN)/jupyter nbconvert --to html --output-dir $(BUILD) $(BUILD)/quickstart.ipynb
-	@echo "demo: executed notebook in $(BUILD)/quickstart.ipynb and $(BUILD)/quickstart.html"
+	$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=300 --output-dir $(BUILD) \
+		notebooks/analytics.ipynb
+	$(BIN)/jupyter nbconvert --to html --output-dir $(BUILD) $(BUILD)/analytics.ipynb
+	@echo "demo: executed notebooks and HTML in $(BUILD)/ (quickstart, analytics)"
 
 # The whole suite, notebooks included (nbval runs them in this virtual environment).
 test: install
@@ -41,9 +44,11 @@ bench-venv: install
 bench: bench-venv
 	$(BIN)/python -m benchmarks.run --full
 	$(BIN)/python -m benchmarks.burst
+	$(BIN)/python -m benchmarks.helpers_bench --full
 
 bench-quick: bench-venv
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.helpers_bench --quick
 
 # Regenerate the reference pages from the code (tests fail when a committed page is stale).
 docs: install
