@@ -30,47 +30,76 @@ def key_columns(spec: Any) -> tuple[str, ...]:
 class _Window:
     """The keys of one stream seen within the window, held compactly.
 
-    Each key is a 64-bit hash in one sorted array (with where its key is kept), and the keys
+    Each key is a 64-bit hash in a sorted array (with where its key is kept), and the keys
     themselves stay in Arrow chunks, one per batch: about 16 bytes plus the Arrow size of the key
     per row, against ~110 bytes for a Python set of strings. A hash hit is confirmed on the real
-    key, so a hash collision never drops a row.
+    key, so a hash collision never drops a row. New hashes go to a small sorted `recent` array that
+    is merged into the main one only when it reaches an eighth of it, so adding a batch costs a
+    constant number of moves per key, not a re-sort of the whole window. Forgetting is exact
+    (a hit in a chunk that left the window does not count) and the space is reclaimed at merges.
     """
 
     def __init__(self) -> None:
         self.hashes = np.empty(0, np.uint64)  # sorted
         self.where = np.empty(0, np.int64)  # chunk id << 32 | row, parallel to `hashes`
-        self.chunks: deque[tuple[int, int, pa.Table]] = deque()  # (chunk id, newest ts, keys)
+        self.recent_hashes = np.empty(0, np.uint64)  # sorted, merged into `hashes` now and then
+        self.recent_where = np.empty(0, np.int64)
+        self.chunks: deque[tuple[int, int]] = deque()  # (chunk id, newest ts), oldest first
+        self.keys: dict[int, pa.Table] = {}  # chunk id -> its keys
         self.next_id = 0
 
     def nbytes(self) -> int:
-        return self.hashes.nbytes + self.where.nbytes + sum(k.nbytes for _, _, k in self.chunks)
+        arrays = (self.hashes, self.where, self.recent_hashes, self.recent_where)
+        return sum(a.nbytes for a in arrays) + sum(k.nbytes for k in self.keys.values())
 
-    def key(self, where: int) -> tuple:
-        cid, row = where >> 32, where & 0xFFFFFFFF
-        keys = next(k for i, _, k in self.chunks if i == cid)
+    def oldest(self) -> int:
+        return self.chunks[0][0] if self.chunks else self.next_id
+
+    def key(self, where: int) -> tuple | None:
+        """The key stored at `where`, or None if its chunk has left the window."""
+        keys = self.keys.get(where >> 32)
+        if keys is None:
+            return None
+        row = where & 0xFFFFFFFF
         return tuple(keys.column(c)[row].as_py() for c in range(keys.num_columns))
+
+    def candidates(self, h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per sorted array: (rows of `h` with a hash hit, first hit position, the array) ."""
+        out = []
+        for hashes, where in ((self.hashes, self.where), (self.recent_hashes, self.recent_where)):
+            if len(hashes):
+                pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+                hit = np.flatnonzero(hashes[pos] == h)
+                if len(hit):
+                    out.append((hit, pos[hit], hashes, where))
+        return out
 
     def add(self, hashes: np.ndarray, keys: pa.Table, newest: int) -> None:
         if not len(hashes):
             return
         cid = self.next_id
         self.next_id += 1
-        self.chunks.append((cid, newest, keys))
+        self.chunks.append((cid, newest))
+        self.keys[cid] = keys
         where = (np.int64(cid) << 32) | np.arange(len(hashes), dtype=np.int64)
-        order = np.argsort(np.concatenate([self.hashes, hashes]), kind="stable")
-        self.hashes = np.concatenate([self.hashes, hashes])[order]
-        self.where = np.concatenate([self.where, where])[order]
+        self.recent_hashes, self.recent_where = _merged(self.recent_hashes, self.recent_where, hashes, where)
+        if len(self.recent_hashes) > max(65_536, len(self.hashes) // 8):
+            live = self.where >> 32 >= self.oldest()  # reclaim what left the window
+            self.hashes, self.where = _merged(self.hashes[live], self.where[live], self.recent_hashes, self.recent_where)
+            self.recent_hashes, self.recent_where = np.empty(0, np.uint64), np.empty(0, np.int64)
 
     def evict(self, window: int) -> None:
         if not self.chunks:
             return
-        cutoff = max(t for _, t, _ in self.chunks) - window
-        gone = set()
+        cutoff = max(t for _, t in self.chunks) - window
         while self.chunks and self.chunks[0][1] < cutoff:
-            gone.add(self.chunks.popleft()[0])
-        if gone:
-            keep = self.where >> 32 > max(gone)  # chunk ids grow, and the oldest leave first
-            self.hashes, self.where = self.hashes[keep], self.where[keep]
+            self.keys.pop(self.chunks.popleft()[0], None)
+
+
+def _merged(h1: np.ndarray, w1: np.ndarray, h2: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    hashes = np.concatenate([h1, h2])
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], np.concatenate([w1, w2])[order]
 
 
 class Deduper:
@@ -140,17 +169,18 @@ class Deduper:
         """Which of `rows` (in arrival order) carry a key seen neither in the window nor earlier in the batch."""
         fresh = np.ones(len(rows), dtype=bool)
         h = hashes[rows]
-        if len(window.hashes):
-            pos = np.minimum(np.searchsorted(window.hashes, h), len(window.hashes) - 1)
-            for i in np.flatnonzero(window.hashes[pos] == h):  # confirm each hit on the real key
-                key, p = _row(keys, rows[i]), int(pos[i])
-                while p < len(window.hashes) and window.hashes[p] == h[i]:
-                    if window.key(int(window.where[p])) == key:
+        for hit, first, sorted_hashes, where in window.candidates(h):
+            for i, p in zip(hit, first):  # confirm each hit on the real key
+                if not fresh[i]:
+                    continue
+                key, p = _row(keys, rows[i]), int(p)
+                while p < len(sorted_hashes) and sorted_hashes[p] == h[i]:
+                    if window.key(int(where[p])) == key:
                         fresh[i] = False
                         break
                     p += 1
-        _, first = np.unique(h, return_index=True)
-        repeats = np.setdiff1d(np.arange(len(rows)), first)
+        _, first_seen = np.unique(h, return_index=True)
+        repeats = np.setdiff1d(np.arange(len(rows)), first_seen)
         for i in repeats:  # same hash earlier in this batch: a repeat if some earlier row has this key
             if fresh[i]:
                 key = _row(keys, rows[i])
