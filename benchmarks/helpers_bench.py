@@ -175,20 +175,21 @@ def _lake_call(helper: str, symbols: Any, args: dict, kw: dict) -> tuple[str, Ca
     """The lake side of a case: the call text and a function of the lake."""
     if helper == "asof_join":
         full = dict(columns=["bid", "ask"], **args, **kw)
-        return (f"asof_join('trades', 'ticker', {symbols!r}, {_kwargs(full)})",
+        return (f"asof_join('trades', 'ticker', {symbols!r}{_kwargs(full)})",
                 lambda lake: lake.asof_join("trades", "ticker", symbols, **full))
     if helper == "resample":
         full = dict(symbols=symbols, **kw)
         interval = args["interval"]
-        return (f"resample('ticker', {interval!r}, 'previous', {_kwargs(full)})",
+        return (f"resample('ticker', {interval!r}, 'previous'{_kwargs(full)})",
                 lambda lake: lake.resample("ticker", interval, "previous", **full))
     full = {**args, **kw}
-    return f"{helper}({symbols!r}, {_kwargs(full)})", lambda lake: getattr(lake, helper)(symbols, **full)
+    return f"{helper}({symbols!r}{_kwargs(full)})", lambda lake: getattr(lake, helper)(symbols, **full)
 
 
 def _kwargs(kw: dict) -> str:
+    """', a=1, b=2' as the call shows them (times as dates), or '' for none."""
     shown = {k: (pd.Timestamp(v, tz="UTC").strftime("%Y-%m-%d") if k in ("start", "end") else v) for k, v in kw.items()}
-    return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+    return "".join(f", {k}={v!r}" for k, v in shown.items())
 
 
 def cases(days: int) -> list[Case]:

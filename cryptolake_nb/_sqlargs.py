@@ -127,6 +127,7 @@ class Filters:
     start_ns: int | None = None
     end_ns: int | None = None
     tag: str = ""
+    where_others: str = "TRUE"  # `where` without the symbol condition
 
     @property
     def symbol_index(self) -> tuple[str, tuple[str, ...]]:
@@ -138,14 +139,21 @@ class Filters:
         whens = " ".join(f"WHEN ${self.tag}symbol_{i} THEN {names.index(s)}" for i, s in enumerate(self.symbols))
         return f"CASE symbol {whens} END", names
 
-    def by_symbol(self, *keys: str) -> tuple[str, str]:
-        """`symbol` for the SELECT list and the GROUP BY clause (`symbol` and `keys`) of a per-symbol
-        aggregate. One symbol is selected as its bound value, not grouped by: hashing a constant string
-        on every row cost ~15% of such a query. With no keys left, HAVING keeps an empty input empty."""
+    def by_symbol(self, *keys: str) -> tuple[str, str, str]:
+        """`symbol` for the SELECT list, the WHERE condition and the GROUP BY clause (`symbol` and
+        `keys`) of a per-symbol aggregate over a lake table, whose files are pruned to the symbols.
+
+        One symbol is selected as its bound value, not grouped by: hashing a constant string on every
+        row cost ~15% of such a query (HAVING keeps an empty input empty when no key is left). Several
+        symbols are kept by a HAVING on the groups rather than a WHERE on every row (~20% of a
+        10M-row aggregate): the files hold only those symbols, so only live rows of others are grouped
+        and dropped; `any_value` keeps DuckDB from pushing the condition back down to the rows."""
         if len(self.symbols) != 1:
-            return "symbol", " GROUP BY " + ", ".join(["symbol", *keys])
+            held = ", ".join(f"${self.tag}symbol_{i}" for i in range(len(self.symbols)))
+            return ("symbol", self.where_others,
+                    " GROUP BY " + ", ".join(["symbol", *keys]) + f" HAVING any_value(symbol) IN ({held})")
         head = f"${self.tag}symbol_0 AS symbol"
-        return head, (" GROUP BY " + ", ".join(keys)) if keys else " HAVING count(*) > 0"
+        return head, self.where, (" GROUP BY " + ", ".join(keys)) if keys else " HAVING count(*) > 0"
 
     @property
     def symbol_rows(self) -> str:
@@ -159,29 +167,32 @@ def filters(symbols: tuple[str, ...] | None, exchange: Any, start: Any, end: Any
     `tag` prefixes parameter names (two filters in one statement)."""
     if exchange is not None:
         check_value("exchange", exchange)
-    where: list[str] = []
+    others: list[str] = []  # every condition but the symbol one
     params: dict[str, Any] = {}
     prune: dict[str, Any] = {}
+    symbol = None
     if symbols:
         params.update({f"{tag}symbol_{i}": s for i, s in enumerate(symbols)})
         holders = ", ".join(f"${tag}symbol_{i}" for i in range(len(symbols)))
-        where.append(f"{prefix}symbol = ${tag}symbol_0" if len(symbols) == 1 else f"{prefix}symbol IN ({holders})")
+        symbol = f"{prefix}symbol = ${tag}symbol_0" if len(symbols) == 1 else f"{prefix}symbol IN ({holders})"
         prune["symbols"] = symbols
     if exchange is not None:
-        where.append(f"{prefix}exchange = ${tag}exchange")
+        others.append(f"{prefix}exchange = ${tag}exchange")
         params[f"{tag}exchange"] = prune["exchange"] = exchange
     start_ns, end_ns = to_ns(start, "start"), to_ns(end, "end")
     if start_ns is not None and end_ns is not None and end_ns <= start_ns:
         raise ConfigError(f"end must be after start, got start={_short(start)}, end={_short(end)}")
     if start_ns is not None:
-        where.append(f"epoch_ns({prefix}{time}) >= ${tag}start")
+        others.append(f"epoch_ns({prefix}{time}) >= ${tag}start")
         params[f"{tag}start"] = start_ns
     if end_ns is not None:
-        where.append(f"epoch_ns({prefix}{time}) < ${tag}end")
+        others.append(f"epoch_ns({prefix}{time}) < ${tag}end")
         params[f"{tag}end"] = end_ns
     if time == '"ts"':  # the manifest knows the ts range of each file, not of other columns
         prune.update({k: v for k, v in (("start_ns", start_ns), ("end_ns", end_ns)) if v is not None})
-    return Filters(" AND ".join(where) or "TRUE", params, prune, tuple(symbols or ()), exchange, start_ns, end_ns, tag)
+    where = " AND ".join(([symbol] if symbol else []) + others) or "TRUE"
+    return Filters(where, params, prune, tuple(symbols or ()), exchange, start_ns, end_ns, tag,
+                   " AND ".join(others) or "TRUE")
 
 
 def order_key(time_ns: str, tie: str | None = None) -> str:

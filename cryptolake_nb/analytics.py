@@ -56,12 +56,12 @@ def vwap(symbols: str | list[str], interval: Any = None, *, exchange: str | None
     lake, f, single = _setup(symbols, exchange, start, end, to, lake)
     cols = "sum(price * amount) / sum(amount) AS vwap, sum(amount) AS volume, count(*) AS trades"
     if interval is None:
-        sym, group = f.by_symbol()
-        sql = f"SELECT {sym}, {cols} FROM trades WHERE {f.where}{group} ORDER BY symbol"
+        sym, where, group = f.by_symbol()
+        sql = f"SELECT {sym}, {cols} FROM trades WHERE {where}{group} ORDER BY symbol"
         return _scalar(lake.query_arrow(sql, f.params, **f.prune), "vwap", single, to)
     params = {**f.params, "step": parse_interval(interval)}
-    sym, group = f.by_symbol("bucket")
-    sql = f"SELECT {sym}, {_BUCKET} AS bucket, {cols} FROM trades WHERE {f.where}{group} ORDER BY symbol, bucket"
+    sym, where, group = f.by_symbol("bucket")
+    sql = f"SELECT {sym}, {_BUCKET} AS bucket, {cols} FROM trades WHERE {where}{group} ORDER BY symbol, bucket"
     return finish(with_ts(lake.query_arrow(sql, params, **f.prune)), single, to)
 
 
@@ -157,13 +157,13 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
     """
     lake, f, single = _setup(symbols, exchange, start, end, to, lake)
     params = {**f.params, "step": parse_interval(interval)}
-    sym, group = f.by_symbol("bucket")
+    sym, where, group = f.by_symbol("bucket")
     bars = (
         f"SELECT {sym}, {_BUCKET} AS bucket,"
         f" {_FIRST} AS open, max(price) AS high, min(price) AS low,"
         f" {_LAST} AS close, sum(amount) AS volume, count(*) AS trades,"
         " sum(price * amount) / sum(amount) AS vwap"
-        f" FROM trades WHERE {f.where}{group}"
+        f" FROM trades WHERE {where}{group}"
     )
     gap_filter = "(g.channel IS NULL OR g.channel = 'trades')"
     if f.exchange is not None:
@@ -200,8 +200,8 @@ def returns(symbols: str | list[str], interval: Any = "1min", *, how: str = "sim
     params = {**f.params, "step": parse_interval(interval)}
     prev = "lag(close) OVER (PARTITION BY symbol ORDER BY bucket)"
     ret = f"close / {prev} - 1" if how == "simple" else f"ln(close / {prev})"
-    sym, group = f.by_symbol("bucket")
-    sql = (f"WITH bars AS (SELECT {sym}, {_BUCKET} AS bucket, {_LAST} AS close FROM trades WHERE {f.where}{group})"
+    sym, where, group = f.by_symbol("bucket")
+    sql = (f"WITH bars AS (SELECT {sym}, {_BUCKET} AS bucket, {_LAST} AS close FROM trades WHERE {where}{group})"
            f" SELECT symbol, bucket, close, {ret} AS \"return\" FROM bars ORDER BY symbol, bucket")
     return finish(with_ts(lake.query_arrow(sql, params, **f.prune)), single, to)
 
@@ -226,10 +226,10 @@ def realized_volatility(symbols: str | list[str], interval: Any = None, *, sampl
         if step % sample_ns:
             raise ConfigError(f"interval must be a multiple of sample ({sample!r}), got {interval!r}")
         bucket = "(sb // $step) * $step"
-    sym, group = f.by_symbol("sb")
+    sym, where, group = f.by_symbol("sb")
     sql = (
         f"WITH bars AS (SELECT {sym}, (epoch_ns(ts) // $sample) * $sample AS sb, {_LAST} AS close FROM trades"
-        f" WHERE {f.where}{group}),"
+        f" WHERE {where}{group}),"
         " r AS (SELECT symbol, sb, ln(close / lag(close) OVER (PARTITION BY symbol ORDER BY sb)) AS r FROM bars)"
         f" SELECT symbol, {bucket} AS bucket, sqrt(sum(r * r)) AS realized_volatility, count(*) AS returns FROM r"
         " WHERE r IS NOT NULL GROUP BY symbol, bucket ORDER BY symbol, bucket"

@@ -40,10 +40,10 @@ def trade_imbalance(symbols: str | list[str], interval: Any = "1min", *, exchang
         params["step"] = parse_interval(interval)
         bucket = "(epoch_ns(ts) // $step) * $step AS bucket,"
     keys = "symbol, bucket" if bucket else "symbol"
-    sym, group = f.by_symbol(*(["bucket"] if bucket else []))
+    sym, where, group = f.by_symbol(*(["bucket"] if bucket else []))
     sql = (f"SELECT {keys}, buy_volume, sell_volume, (buy_volume - sell_volume) / nullif(buy_volume + sell_volume, 0)"
            f" AS imbalance, volume, trades FROM (SELECT {sym}, {bucket} {_SIDES}, sum(amount) AS volume,"
-           f" count(*) AS trades FROM trades WHERE {f.where}{group}) ORDER BY {keys}")
+           f" count(*) AS trades FROM trades WHERE {where}{group}) ORDER BY {keys}")
     table = active_lake(lake).query_arrow(sql, params, **f.prune)
     return finish(with_ts(table) if bucket else table, single, to)
 
@@ -67,10 +67,10 @@ def volume_profile(symbols: str | list[str], interval: Any = None, *, bin: float
         params["step"] = parse_interval(interval)
         bucket = "(epoch_ns(ts) // $step) * $step AS bucket,"
     keys = "symbol, bucket, level" if bucket else "symbol, level"
-    sym, group = f.by_symbol(*(["bucket", "level"] if bucket else ["level"]))
+    sym, where, group = f.by_symbol(*(["bucket", "level"] if bucket else ["level"]))
     shown = f"{sym}, bucket" if bucket else sym
     sql = (f"SELECT {shown}, level * $bin AS price, sum(amount) AS volume, {_SIDES}, count(*) AS trades"
            f" FROM (SELECT symbol, {bucket} {_LEVEL} AS level, amount, side FROM (SELECT symbol, ts,"
-           f" price / $bin AS r, amount, side FROM trades WHERE {f.where})){group} ORDER BY {keys}")
+           f" price / $bin AS r, amount, side FROM trades WHERE {where})){group} ORDER BY {keys}")
     table = active_lake(lake).query_arrow(sql, params, **f.prune)
     return finish(with_ts(table) if bucket else table, single, to)

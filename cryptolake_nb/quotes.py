@@ -73,10 +73,10 @@ def _quotes(symbols: Any, interval: Any, source: Any, exchange: Any, start: Any,
             parts.append(pa.table({"symbol": pa.array([sym] * top.num_rows, pa.string()), "ts": top.column("ts"),
                                    "bid": top.column("bid"), "ask": top.column("ask")}, schema=_QUOTES))
         return pa.concat_tables(parts)
-    sym, group = f.by_symbol("bucket") if exchange is not None else f.by_symbol("exchange", "bucket")
+    sym, where, group = f.by_symbol("bucket") if exchange is not None else f.by_symbol("exchange", "bucket")
     venue = "$exchange AS exchange" if exchange is not None else "exchange"
     sql = (f"SELECT {sym}, (epoch_ns(ts) // $step) * $step AS bucket, arg_max(bid, {_KEY}) AS bid,"
-           f" arg_max(ask, {_KEY}) AS ask, {venue} FROM ticker WHERE {f.where}{group} ORDER BY symbol, bucket")
+           f" arg_max(ask, {_KEY}) AS ask, {venue} FROM ticker WHERE {where}{group} ORDER BY symbol, bucket")
     table = lake.query_arrow(sql, {**f.params, "step": step}, **f.prune)
     # venues counted on the (small) result: a DISTINCT window in the query cost more than the rest
     venues = table.group_by("symbol").aggregate([("exchange", "count_distinct")])
