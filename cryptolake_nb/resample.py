@@ -71,8 +71,13 @@ def resample(data: Any, interval: Any, fill: str = "none", *, symbols: str | lis
     values = [c for c in names if c not in keys and c != on]
     row = ", ".join(f"'v{i}': {ident(c, inp.schema, 'data')}" for i, c in enumerate(values))
     last_row = f", arg_max({{{row}}}, {order_key('__cl_t', tie)}) AS __cl_r" if values else ""
-    group = ", ".join([*key_q, "__cl_b"])
-    body = (f"SELECT {group}{last_row} FROM (SELECT *, (__cl_t // $step) * $step AS __cl_b FROM s)"
+    # a lake table's key filtered to one value is selected as that value, not grouped by (cheaper)
+    pinned = {"symbol": "$symbol_0" if syms is not None and len(syms) == 1 else None,
+              "exchange": "$exchange" if exchange is not None else None}
+    fixed = {k: pinned.get(k) for k in keys if inp.table is not None and pinned.get(k) and k in names}
+    group = ", ".join([*(q for k, q in zip(keys, key_q) if k not in fixed), "__cl_b"])
+    shown = ", ".join([*(f"{fixed[k]} AS {q}" if k in fixed else q for k, q in zip(keys, key_q)), "__cl_b"])
+    body = (f"SELECT {shown}{last_row} FROM (SELECT *, (__cl_t // $step) * $step AS __cl_b FROM s)"
             f" GROUP BY {group} ORDER BY {group}")
     part = Part("s", inp, f"{', '.join(cols)}, epoch_ns({on_q}) AS __cl_t", f"{f.where} AND {on_q} IS NOT NULL",
                 f.prune)
