@@ -121,7 +121,7 @@ class Case:
 
 
 def _scopes(days: int) -> dict[str, dict[str, Any]]:
-    """Per variant: symbols and bounds (keyword arguments shared by both sides), and a label."""
+    """Per scope: the symbols, and the keyword arguments (exchange, start, end) both sides get."""
     every = list(SYMBOLS)
     return {
         "day": dict(symbols="BTC-USDT", kw=dict(exchange="BINANCE", start=T0_NS + DAY_NS, end=T0_NS + 2 * DAY_NS)),
