@@ -229,7 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated helpers (e.g. ohlc,twap)")
     ap.add_argument("--repeat", type=int, help="timed runs per side")
     ap.add_argument("--doc", action="store_true", help="write docs/benchmarks-helpers.md in quick mode too")
+    ap.add_argument("--report", type=Path, help="only re-render docs/benchmarks-helpers.md from a stored result JSON")
     args = ap.parse_args(argv)
+    if args.report:
+        stored = json.loads(args.report.read_text())
+        DOC.write_text(markdown({**stored, "targets": verdicts(stored["cases"])}))
+        print(f"wrote {DOC}")
+        return 0
     sizes = dict(FULL if args.full else QUICK)
     sizes["repeat"] = args.repeat or sizes["repeat"]
     only = {h for h in args.only.split(",") if h}

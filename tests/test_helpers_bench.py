@@ -115,4 +115,4 @@ def test_report_states_each_target_and_case(tmp_path: Path) -> None:
               "sizes": {"days": 4, "repeat": 3}, "mode": "quick", "started": "now", "cases": cases_,
               "targets": verdicts(cases_)}
     text = markdown(result)
-    assert "**not met**" in text and "| vwap | multi |" in text and "3.0x" in text
+    assert "**not met**" in text and "| vwap | multi |" in text and "3.00x" in text
