@@ -165,45 +165,64 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
         " sum(price * amount) / sum(amount) AS vwap"
         f" FROM trades WHERE {where}{group}"
     )
-    if not _known_holes(lake, f):  # the usual case: no gap can lower coverage, skip computing it
-        sql = f"SELECT *, 1.0::DOUBLE AS coverage FROM ({bars}) ORDER BY symbol, bucket"
-        return finish(with_ts(lake.query_arrow(sql, params, **f.prune)), single, to)
     gap_filter = "(g.channel IS NULL OR g.channel = 'trades')"
     if f.exchange is not None:
         gap_filter += " AND (g.exchange IS NULL OR g.exchange = $exchange)"
+    # one statement (one snapshot, after the seal that may record gaps): the bars, then the holes
+    # that can touch them; coverage is measured in numpy (a correlated subquery per bar cost more)
     sql = (
         f"WITH bars AS ({bars}), wanted(symbol) AS (VALUES {f.symbol_rows}),"
-        " holes AS (SELECT w.symbol, epoch_ns(g.start_ts) AS a, epoch_ns(g.end_ts) AS b FROM gaps g"
+        " holes AS (SELECT w.symbol, epoch_ns(g.start_ts) AS __cl_a, epoch_ns(g.end_ts) AS __cl_z FROM gaps g"
         " JOIN wanted w ON g.symbol IS NULL OR g.symbol = w.symbol"
-        f" WHERE {gap_filter} AND g.start_ts IS NOT NULL AND g.end_ts IS NOT NULL),"
-        # overlapping gaps are merged first, so a second or counted twice cannot lower coverage
-        " ordered AS (SELECT symbol, a, b, max(b) OVER (PARTITION BY symbol ORDER BY a, b"
-        " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reach FROM holes),"
-        " islands AS (SELECT symbol, a, b, sum(CASE WHEN reach IS NULL OR a > reach THEN 1 ELSE 0 END)"
-        " OVER (PARTITION BY symbol ORDER BY a, b) AS island FROM ordered),"
-        " merged AS (SELECT symbol, min(a) AS a, max(b) AS b FROM islands GROUP BY symbol, island)"
-        " SELECT bars.*, 1.0 - coalesce((SELECT sum(greatest(0, least(h.b, bars.bucket + $step)"
-        " - greatest(h.a, bars.bucket))) FROM merged h WHERE h.symbol = bars.symbol), 0) / $step AS coverage"
-        " FROM bars ORDER BY symbol, bucket"
+        f" WHERE {gap_filter} AND g.start_ts IS NOT NULL AND g.end_ts IS NOT NULL)"
+        " SELECT * FROM bars UNION ALL BY NAME SELECT * FROM holes ORDER BY bucket IS NOT NULL, symbol, bucket"
     )
-    return finish(with_ts(lake.query_arrow(sql, params, **f.prune)), single, to)
+    both = lake.query_arrow(sql, params, **f.prune)
+    n_holes = both.column("bucket").null_count  # the holes (no bucket) come first
+    table = both.slice(n_holes).drop_columns(["__cl_a", "__cl_z"])
+    holes = both.slice(0, n_holes)
+    coverage = _coverage(table, holes, params["step"])
+    return finish(with_ts(table.append_column("coverage", pa.array(coverage, pa.float64()))), single, to)
 
 
-def _known_holes(lake: "Lake", f: Filters) -> bool:
-    """Whether the `gaps` table has a row that can lower these bars' coverage: with both ends, for
-    trades or every channel, these symbols or every one, this exchange or every one. A gap recorded
-    between this look and the query counts from the next call on, as if the query had run first."""
-    gaps = lake.gaps.table()
-    if not gaps.num_rows:
-        return False
-    keep = pc.and_(pc.is_valid(gaps.column("start_ts")), pc.is_valid(gaps.column("end_ts")))
-    keep = pc.and_(keep, pc.or_kleene(pc.is_null(gaps.column("channel")), pc.equal(gaps.column("channel"), "trades")))
-    symbol = gaps.column("symbol")
-    keep = pc.and_(keep, pc.or_kleene(pc.is_null(symbol), pc.is_in(symbol, pa.array(f.symbols, pa.string()))))
-    if f.exchange is not None:
-        exchange = gaps.column("exchange")
-        keep = pc.and_(keep, pc.or_kleene(pc.is_null(exchange), pc.equal(exchange, f.exchange)))
-    return bool(pc.any(pc.fill_null(keep, False)).as_py())
+def _coverage(bars: pa.Table, holes: pa.Table, step: int) -> np.ndarray:
+    """Per bar, 1 - (time of [bucket, bucket + step) inside the union of its symbol's holes) / step.
+
+    The union is measured through F(x) = time of the union before x (sorted starts, cumulative
+    lengths), so overlapping or repeated gaps never count twice."""
+    out = np.ones(bars.num_rows)
+    if not holes.num_rows:
+        return out
+    symbols = bars.column("symbol").to_numpy(zero_copy_only=False)
+    buckets = bars.column("bucket").to_numpy()
+    hole_symbols = holes.column("symbol").to_numpy(zero_copy_only=False)
+    for symbol in np.unique(hole_symbols):
+        mine = hole_symbols == symbol
+        starts, ends = _merged(holes.column("__cl_a").to_numpy()[mine], holes.column("__cl_z").to_numpy()[mine])
+        rows = symbols == symbol
+        covered = _before(buckets[rows] + step, starts, ends) - _before(buckets[rows], starts, ends)
+        out[rows] = 1.0 - covered / step
+    return out
+
+
+def _merged(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals [start, end) merged into disjoint ones, sorted."""
+    order = np.lexsort((ends, starts))
+    starts, ends = starts[order], np.maximum(ends[order], starts[order])
+    reach = np.maximum.accumulate(ends)
+    new = np.ones(len(starts), bool)
+    new[1:] = starts[1:] > reach[:-1]
+    first = np.flatnonzero(new)
+    return starts[first], np.maximum.reduceat(ends, first)
+
+
+def _before(x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Time of the disjoint sorted intervals before each x."""
+    done = np.concatenate([[0], np.cumsum(ends - starts)])  # time of the first k intervals
+    k = np.searchsorted(starts, x, side="right")  # intervals starting at or before x
+    last = np.maximum(k - 1, 0)
+    partial = np.where(k > 0, np.minimum(x, ends[last]) - starts[last], 0)
+    return done[last] + np.maximum(partial, 0)
 
 
 def returns(symbols: str | list[str], interval: Any = "1min", *, how: str = "simple", exchange: str | None = None,
