@@ -94,8 +94,9 @@ def markdown(result: dict) -> str:
         "floats within 1e-9); a pandas answer that differs marks the case wrong. `tests/test_helpers_bench.py` "
         "checks every case's agreement at a tiny size. The ohlc baseline sets `coverage` to 1.0: the "
         "benchmark lake has no gaps (checked), so the lake computes it and pandas does not.",
-        f"- Timing: one untimed warm-up per side, then {s['repeat']} timed runs; median (min-max) in ms, "
-        "wall clock, one process, the page cache warm. speedup = pandas median / lake median, same run.",
+        f"- Timing: one untimed warm-up per side, then {s['repeat']} timed runs per side, the two sides taking "
+        "turns run by run; median (min-max) in ms, wall clock, one process, the page cache warm. "
+        "speedup = pandas median / lake median, same run.",
         "- Variants: **day** one symbol on one exchange, one history day; **recent** the same symbol from the "
         "last history day on, live rows included; **full** that symbol over the whole history and the live "
         "rows; **multi** all 8 symbols, all exchanges pooled (5 symbols for ohlc; quote helpers need one "
