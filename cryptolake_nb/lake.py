@@ -310,8 +310,11 @@ class Lake:
         out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
         for name, (entries, live) in snap.items():
             keep = base & (filters or {}).get(name, Prune())
-            out[name] = Source(tuple(str(self.root / e.path) for e in entries if keep.keeps(e)), live)
+            out[name] = self._source([e for e in entries if keep.keeps(e)], live)
         return out
+
+    def _source(self, entries: Sequence[FileEntry], live: pa.Table) -> Source:
+        return Source(tuple(str(self.root / e.path) for e in entries), live, tuple(e.schema for e in entries))
 
     def _snapshot(self, tables: Iterable[str] | None,
                   source: SourceKind) -> dict[str, tuple[tuple[FileEntry, ...], pa.Table]]:
@@ -386,7 +389,7 @@ class Lake:
         for name, (entries, live) in self._snapshot(names, source).items():
             keep = base & filters.get(name, Prune())
             kept = [e for e in entries if keep.keeps(e)]
-            sources[name] = Source(tuple(str(self.root / e.path) for e in kept), live)
+            sources[name] = self._source(kept, live)
             if read is None or name in read:
                 scans.append(TableScan.of(name, keep.describe(), kept, entries, live.num_rows))
         ticket = self._retirer.begin_query()

@@ -14,7 +14,7 @@ from typing import Iterable
 from .errors import ManifestError
 from .faults import FAULTS
 
-__all__ = ["FileEntry", "Manifest"]
+__all__ = ["FileEntry", "Manifest", "schema_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,13 @@ class FileEntry:
     min_ts: int  # ns since the epoch
     max_ts: int
     crc32: int  # of the whole file
+    schema: str = ""  # schema_fingerprint of its columns; "" in manifests written before it was recorded
+
+
+def schema_fingerprint(schema) -> str:
+    """A short, stable id of an Arrow schema's column names, types and nullability (not its metadata):
+    files with equal fingerprints can be read as one dataset without reconciling columns."""
+    return f"{zlib.crc32(str(schema.remove_metadata()).encode()):08x}"
 
 
 class Manifest:

@@ -16,7 +16,7 @@ from .crashpoints import crash_point
 from .fsutil import fsync_dir
 from .errors import StorageError
 from .faults import FAULTS
-from .manifest import FileEntry
+from .manifest import FileEntry, schema_fingerprint
 from .partitions import new_file_name, partition_dir
 from .tables import TABLES, FlushTransform, TableSpec
 
@@ -64,6 +64,7 @@ class ParquetSink:
                 path=rel.as_posix(), table=table, exchange=exchange, symbol=symbol,
                 date=day.isoformat(), rows=part.num_rows, bytes=path.stat().st_size,
                 min_ts=pc.min(ts).as_py(), max_ts=pc.max(ts).as_py(), crc32=file_crc32(path),
+                schema=schema_fingerprint(part.schema),
             )
         except (OSError, pa.ArrowException) as exc:
             _unlink(path)

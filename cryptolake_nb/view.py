@@ -11,8 +11,10 @@ from typing import Any, Mapping
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import ForbiddenQueryError, QueryError
+from .manifest import schema_fingerprint
 from .pruning import TIME_CASTS
 
 __all__ = ["LakeView", "Source", "tables_in", "used_parameters"]
@@ -25,10 +27,12 @@ _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 @dataclass(frozen=True)
 class Source:
-    """What one table's view reads: committed files (absolute paths) and live rows."""
+    """What one table's view reads: committed files (absolute paths) and live rows; `schemas` holds
+    each file's manifest schema fingerprint ("" unknown), in the order of `files`."""
 
     files: tuple[str, ...]
     live: pa.Table
+    schemas: tuple[str, ...] = ()
 
 
 def used_parameters(sql: str) -> list[str]:
@@ -58,6 +62,7 @@ class LakeView:
         self._db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._closed = False
+        self._file_columns: dict[str, frozenset[str]] = {}  # footers of files of another schema
 
     def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> pa.Table:
         """Run one SELECT over views of `sources`; return its result as an Arrow table."""
@@ -141,24 +146,50 @@ class LakeView:
                 raise QueryError("the lake is closed")
             return self._db.cursor()
 
-    @staticmethod
-    def _define(cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> None:
+    def _define(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> None:
         live = f"__live_{name}"
         cur.register(live, source.live)
-        cols = ", ".join(f'"{c}"' for c in source.live.schema.names)
+        names = source.live.schema.names
+        cols = ", ".join(f'"{c}"' for c in names)
         body = f"SELECT {cols} FROM {live}"
-        if source.files:
-            # union_by_name: files written before a column was added read it as NULL
-            history = (f"SELECT {cols} FROM read_parquet([{_listed(source.files)}], hive_partitioning = false,"
-                       " union_by_name = true)")
-            body = f"{history} UNION ALL {body}"
+        same, other = _by_schema(source)
+        if other:  # another or an unknown schema: columns matched by name, a missing one reads as NULL
+            present = self._columns_of(other)
+            types = [str(d[1]) for d in cur.execute(f"SELECT * FROM {live} LIMIT 0").description]
+            fill = ", ".join(f'"{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(names, types))
+            body = (f"SELECT {fill} FROM read_parquet([{_listed(other)}], hive_partitioning = false,"
+                    f" union_by_name = true) UNION ALL {body}")
+        if same:  # the live schema: one plain scan (union_by_name binds and scans ~2x slower)
+            body = f"SELECT {cols} FROM read_parquet([{_listed(same)}], hive_partitioning = false) UNION ALL {body}"
         cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+
+    def _columns_of(self, files: list[str]) -> set[str]:
+        """The column names found in any of `files` (footers read once per file: files never change)."""
+        out: set[str] = set()
+        for f in files:
+            names = self._file_columns.get(f)
+            if names is None:
+                try:
+                    names = self._file_columns[f] = frozenset(pq.read_schema(f).names)
+                except (OSError, pa.ArrowException) as exc:
+                    raise QueryError(f"cannot read the schema of {f}: {exc}") from None
+            out |= names
+        return out
 
     def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+
+
+def _by_schema(source: Source) -> tuple[list[str], list[str]]:
+    """The source's files split into those recorded with the live rows' schema and all others."""
+    if len(source.schemas) != len(source.files):
+        return [], list(source.files)
+    want = schema_fingerprint(source.live.schema)
+    same = [f for f, s in zip(source.files, source.schemas) if s == want]
+    return same, [f for f, s in zip(source.files, source.schemas) if s != want]
 
 
 def _listed(files: list[str] | tuple[str, ...]) -> str:
