@@ -7,7 +7,7 @@ from collections import Counter, deque
 from typing import Any, Callable, Iterable
 
 import numpy as np
-import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -213,9 +213,11 @@ def _plain(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _hash(keys: pa.Table) -> np.ndarray:
-    """One 64-bit hash per row of the key columns."""
-    frame = keys.to_pandas(types_mapper=pd.ArrowDtype) if keys.num_rows else pd.DataFrame(columns=keys.column_names)
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+    """One 64-bit hash per row of the key columns (polars' row hash: in-memory only, so its values
+    need not be stable across versions; a collision costs a key comparison, never a row)."""
+    if not keys.num_rows:
+        return np.empty(0, dtype=np.uint64)
+    return pl.from_arrow(keys).hash_rows(seed=0x5EED).to_numpy().astype(np.uint64, copy=False)
 
 
 def _row(keys: pa.Table, i: int) -> tuple:

@@ -105,18 +105,19 @@ class SequenceDetector:
         if not pc.any(numeric).as_py():
             return
         rows = batch.filter(numeric)
-        ex = rows.column("exchange").to_pylist()
-        sy = rows.column("symbol").to_pylist()
+        ex = pc.dictionary_encode(rows.column("exchange"))
+        sy = pc.dictionary_encode(rows.column("symbol"))
         tid = pc.cast(rows.column("trade_id"), pa.int64()).to_numpy()
         ts = rows.column("ts").cast(pa.int64()).to_numpy(zero_copy_only=False)
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i, k in enumerate(zip(ex, sy)):
-            groups.setdefault(k, []).append(i)
+        stream = ex.indices.to_numpy().astype(np.int64) * len(sy.dictionary) + sy.indices.to_numpy()
+        order = np.lexsort((tid, stream))  # by stream, then trade id (stable: arrival order on ties)
+        bounds = np.flatnonzero(np.diff(stream[order])) + 1
+        exchanges, symbols = ex.dictionary.to_pylist(), sy.dictionary.to_pylist()
         with self._lock:
-            for (e, s), idx in groups.items():
-                index = np.asarray(idx)
-                order = index[np.argsort(tid[index], kind="stable")]
-                self._stream(table, e, s, tid[order], ts[order])
+            for part in np.split(order, bounds):
+                code = int(stream[part[0]])
+                e, s = exchanges[code // len(symbols)], symbols[code % len(symbols)]
+                self._stream(table, e, s, tid[part], ts[part])
 
     def _stream(self, table: str, exchange: str, symbol: str, ids: np.ndarray, ts: np.ndarray) -> None:
         key = (table, exchange, symbol)
