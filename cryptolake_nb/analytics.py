@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from ._sqlargs import (Filters, check_choice, check_to, filters, finish, order_key, parse_interval, symbol_list, to_ns,
                        with_ts)
+from .columnar_bars import stream_bars
 from .errors import ConfigError
 from .lake import Output, active_lake
 
@@ -157,6 +158,12 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
     """
     lake, f, single = _setup(symbols, exchange, start, end, to, lake)
     params = {**f.params, "step": parse_interval(interval)}
+    if f.exchange is not None and len(f.symbols) == 1:  # one stream: reductions over sorted columns
+        found = stream_bars(lake, f.symbols[0], f.exchange, f.start_ns, f.end_ns, params["step"])
+        if found is not None:
+            table, holes = found
+            coverage = _coverage(table, holes, params["step"])
+            return finish(with_ts(table.append_column("coverage", pa.array(coverage, pa.float64()))), single, to)
     sym, where, group = f.by_symbol("bucket")
     bars = (
         f"SELECT {sym}, {_BUCKET} AS bucket,"

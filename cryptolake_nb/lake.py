@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 import weakref
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import pandas as pd
 import polars as pl
@@ -314,7 +315,18 @@ class Lake:
         return out
 
     def _source(self, entries: Sequence[FileEntry], live: pa.Table) -> Source:
-        return Source(tuple(str(self.root / e.path) for e in entries), live, tuple(e.schema for e in entries))
+        return Source(tuple(str(self.root / e.path) for e in entries), live, tuple(e.schema for e in entries),
+                      tuple(e.rows for e in entries))
+
+    @contextmanager
+    def reading(self, **snapshot: Any) -> Iterator[dict[str, Source]]:
+        """`sources(**snapshot)` for reading the files directly: none of them is deleted (by
+        compaction) before the block ends."""
+        ticket = self._retirer.begin_query()
+        try:
+            yield self.sources(**snapshot)
+        finally:
+            self._retirer.end_query(ticket)
 
     def _snapshot(self, tables: Iterable[str] | None,
                   source: SourceKind) -> dict[str, tuple[tuple[FileEntry, ...], pa.Table]]:

@@ -27,12 +27,13 @@ _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 @dataclass(frozen=True)
 class Source:
-    """What one table's view reads: committed files (absolute paths) and live rows; `schemas` holds
-    each file's manifest schema fingerprint ("" unknown), in the order of `files`."""
+    """What one table's view reads: committed files (absolute paths) and live rows; `schemas` and
+    `rows` hold each file's manifest schema fingerprint ("" unknown) and row count, in the order of `files`."""
 
     files: tuple[str, ...]
     live: pa.Table
     schemas: tuple[str, ...] = ()
+    rows: tuple[int, ...] = ()
 
 
 def used_parameters(sql: str) -> list[str]:

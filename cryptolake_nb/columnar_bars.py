@@ -1,0 +1,109 @@
+"""Bars of one stream (one exchange and symbol) computed over Arrow columns instead of SQL.
+
+A stream's rows come sorted by time from its partition files (the sink sorts each file), so OHLCV
+bars are segment reductions over contiguous buckets: `numpy.*.reduceat` needs one pass and no hash
+table. For one symbol-day (~360k trades) this takes a third of the time of DuckDB's grouped
+aggregate over the same file, which scans a file's row group on one thread (benchmarks/run.py,
+`ohlc`). It reads the same snapshot as a query (`Lake.reading`: files + live rows + gaps, each row
+once) and gives the same bars as the SQL path; `ohlc` falls back to SQL for several symbols, no
+exchange, or more rows than `MAX_ROWS` (the columns are held in memory, unlike DuckDB's stream).
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from .lake import Lake
+
+__all__ = ["MAX_ROWS", "stream_bars"]
+
+MAX_ROWS = 5_000_000  # rows of one call held as 4 float/int columns (~160 MB) before SQL is preferred
+_COLUMNS = ["ts", "receipt_ts", "price", "amount"]
+
+
+def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, end_ns: int | None,
+                step: int) -> tuple[pa.Table, pa.Table] | None:
+    """(bars: symbol, bucket, open, high, low, close, volume, trades, vwap; the stream's holes:
+    symbol, __cl_a, __cl_z from the gaps table) or None when the SQL path should answer."""
+    started = time.perf_counter()
+    prune = {"exchange": exchange, "symbols": (symbol,), "start_ns": start_ns, "end_ns": end_ns}
+    with lake.reading(tables=["trades"], **prune) as sources:
+        src = sources["trades"]
+        if sum(src.rows) > MAX_ROWS:
+            return None
+        live = src.live.filter(pc.and_(pc.equal(src.live.column("symbol"), symbol),
+                                       pc.equal(src.live.column("exchange"), exchange)))
+        parts = [pq.read_table(f, columns=_COLUMNS) for f in src.files]  # pruned: this stream's files only
+    mine = live.select(_COLUMNS)
+    parts = sorted((p.cast(mine.schema) for p in [*parts, mine] if p.num_rows),
+                   key=lambda t: t.column("ts")[0].value)  # files in time order: usually sorted as a whole
+    rows = pa.concat_tables(parts) if parts else mine
+    ts = _ns(rows.column("ts"))
+    if len(ts) and ts.min() < 0:
+        return None  # before 1970: DuckDB's `//` truncates toward zero where numpy floors
+    receipt, price, amount = _ns(rows.column("receipt_ts")), _f8(rows.column("price")), _f8(rows.column("amount"))
+    if not _ordered(ts, receipt):
+        order = np.lexsort((receipt, ts))
+        ts, price, amount = ts[order], price[order], amount[order]
+    lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
+    hi = len(ts) if end_ns is None else int(np.searchsorted(ts, end_ns, side="left"))
+    bars = _reduce(ts[lo:hi], price[lo:hi], amount[lo:hi], step, symbol)
+    holes = _holes(sources["gaps"].live, symbol, exchange)
+    ms = (time.perf_counter() - started) * 1e3
+    lake.queries.record(f"-- ohlc({symbol!r}, exchange={exchange!r}, step={step}) over Arrow columns", ms,
+                        bars.num_rows, {"trades": src, "gaps": sources["gaps"]})
+    return bars, holes
+
+
+def _reduce(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, step: int, symbol: str) -> pa.Table:
+    bucket = ts // step * step
+    first = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]]) if len(ts) else np.empty(0, np.int64)
+    last = np.r_[first[1:] - 1, len(ts) - 1] if len(first) else first
+    volume = np.add.reduceat(amount, first) if len(first) else np.empty(0)
+    notional = np.add.reduceat(price * amount, first) if len(first) else np.empty(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vwap = notional / volume
+    return pa.table({
+        "symbol": pa.array([symbol] * len(first), pa.string()),
+        "bucket": pa.array(bucket[first], pa.int64()),
+        "open": price[first], "high": np.maximum.reduceat(price, first) if len(first) else np.empty(0),
+        "low": np.minimum.reduceat(price, first) if len(first) else np.empty(0), "close": price[last],
+        "volume": volume, "trades": pa.array(last - first + 1, pa.int64()),
+        "vwap": pa.array(vwap, mask=volume == 0),  # SQL: x / 0 is NULL
+    })
+
+
+def _holes(gaps: pa.Table, symbol: str, exchange: str) -> pa.Table:
+    """The gaps that can lower this stream's coverage, as the SQL path selects them."""
+    def null_or(column: str, value: str) -> pa.ChunkedArray:
+        return pc.or_kleene(pc.is_null(gaps.column(column)), pc.equal(gaps.column(column), value))
+
+    keep = pc.and_kleene(pc.and_kleene(null_or("channel", "trades"), null_or("exchange", exchange)),
+                         pc.and_kleene(null_or("symbol", symbol),
+                                       pc.and_(pc.is_valid(gaps.column("start_ts")), pc.is_valid(gaps.column("end_ts")))))
+    kept = gaps.filter(pc.fill_null(keep, False))
+    return pa.table({"symbol": pa.array([symbol] * kept.num_rows, pa.string()),
+                     "__cl_a": _ns(kept.column("start_ts")), "__cl_z": _ns(kept.column("end_ts"))})
+
+
+def _ordered(ts: np.ndarray, receipt: np.ndarray) -> bool:
+    """Whether rows are already in (ts, receipt_ts) order."""
+    dt = np.diff(ts)
+    if (dt >= 0).all():
+        ties = dt == 0
+        return not ties.any() or bool((np.diff(receipt)[ties] >= 0).all())
+    return False
+
+
+def _ns(column: pa.ChunkedArray) -> np.ndarray:
+    return column.cast(pa.int64()).to_numpy()
+
+
+def _f8(column: pa.ChunkedArray) -> np.ndarray:
+    return column.to_numpy().astype(np.float64, copy=False)
