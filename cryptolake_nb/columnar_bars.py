@@ -62,21 +62,37 @@ def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, 
 
 
 def _reduce(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, step: int, symbol: str) -> pa.Table:
-    bucket = ts // step * step
-    first = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]]) if len(ts) else np.empty(0, np.int64)
+    first, bucket = _buckets(ts, step)
     last = np.r_[first[1:] - 1, len(ts) - 1] if len(first) else first
-    volume = np.add.reduceat(amount, first) if len(first) else np.empty(0)
-    notional = np.add.reduceat(price * amount, first) if len(first) else np.empty(0)
+    empty = not len(first)
+    volume = np.empty(0) if empty else np.add.reduceat(amount, first)
+    notional = np.empty(0) if empty else np.add.reduceat(price * amount, first)
     with np.errstate(invalid="ignore", divide="ignore"):
         vwap = notional / volume
     return pa.table({
         "symbol": pa.array([symbol] * len(first), pa.string()),
-        "bucket": pa.array(bucket[first], pa.int64()),
-        "open": price[first], "high": np.maximum.reduceat(price, first) if len(first) else np.empty(0),
-        "low": np.minimum.reduceat(price, first) if len(first) else np.empty(0), "close": price[last],
+        "bucket": pa.array(bucket, pa.int64()),
+        "open": price[first], "high": np.empty(0) if empty else np.maximum.reduceat(price, first),
+        "low": np.empty(0) if empty else np.minimum.reduceat(price, first), "close": price[last],
         "volume": volume, "trades": pa.array(last - first + 1, pa.int64()),
         "vwap": pa.array(vwap, mask=volume == 0),  # SQL: x / 0 is NULL
     })
+
+
+def _buckets(ts: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first row, bucket start) of each non-empty bucket of sorted `ts`."""
+    if not len(ts):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    lo, hi = int(ts[0]) // step * step, int(ts[-1]) // step * step
+    count = (hi - lo) // step + 1
+    if count <= len(ts):  # few buckets: find their edges (log n each) instead of dividing every row
+        edges = lo + step * np.arange(count + 1, dtype=np.int64)
+        at = np.searchsorted(ts, edges)
+        used = at[1:] > at[:-1]
+        return at[:-1][used], edges[:-1][used]
+    bucket = ts // step * step
+    first = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    return first, bucket[first]
 
 
 def _holes(gaps: pa.Table, symbol: str, exchange: str) -> pa.Table:
@@ -94,16 +110,21 @@ def _holes(gaps: pa.Table, symbol: str, exchange: str) -> pa.Table:
 
 def _ordered(ts: np.ndarray, receipt: np.ndarray) -> bool:
     """Whether rows are already in (ts, receipt_ts) order."""
-    dt = np.diff(ts)
-    if (dt >= 0).all():
-        ties = dt == 0
-        return not ties.any() or bool((np.diff(receipt)[ties] >= 0).all())
-    return False
+    if not (ts[1:] >= ts[:-1]).all():
+        return False
+    ties = ts[1:] == ts[:-1]
+    return not ties.any() or bool((receipt[1:][ties] >= receipt[:-1][ties]).all())
 
 
 def _ns(column: pa.ChunkedArray) -> np.ndarray:
-    return column.cast(pa.int64()).to_numpy()
+    return _np(column.cast(pa.int64()))
 
 
 def _f8(column: pa.ChunkedArray) -> np.ndarray:
-    return column.to_numpy().astype(np.float64, copy=False)
+    return _np(column).astype(np.float64, copy=False)
+
+
+def _np(column: pa.ChunkedArray) -> np.ndarray:
+    """Without a copy when the column is one chunk without nulls (a file read, or only live rows)."""
+    chunk = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return chunk.to_numpy(zero_copy_only=False)
