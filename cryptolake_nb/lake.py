@@ -315,7 +315,8 @@ class Lake:
         return out
 
     def _source(self, entries: Sequence[FileEntry], live: pa.Table) -> Source:
-        return Source(tuple(str(self.root / e.path) for e in entries), live, tuple(e.schema for e in entries),
+        prefix = str(self.root) + "/"  # joined as strings: pathlib cost ~1 us per file on every query
+        return Source(tuple(prefix + e.path for e in entries), live, tuple(e.schema for e in entries),
                       tuple(e.rows for e in entries))
 
     @contextmanager

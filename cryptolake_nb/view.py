@@ -63,6 +63,7 @@ class LakeView:
         self._db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._closed = False
+        self._prefix = str(self.root) + "/"
         self._file_columns: dict[str, frozenset[str]] = {}  # footers of files of another schema
 
     def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> pa.Table:
@@ -160,8 +161,13 @@ class LakeView:
             fill = ", ".join(f'"{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(names, types))
             body = (f"SELECT {fill} FROM read_parquet([{_listed(other)}], hive_partitioning = false,"
                     f" union_by_name = true) UNION ALL {body}")
-        if same:  # the live schema: one plain scan (union_by_name binds and scans ~2x slower)
-            body = f"SELECT {cols} FROM read_parquet([{_listed(same)}], hive_partitioning = false) UNION ALL {body}"
+        plain = [f for f in same if "%" not in f[len(self._prefix):]]  # partition values as written
+        coded = [f for f in same if "%" in f[len(self._prefix):]]
+        if coded:  # the live schema: one scan without union_by_name (it binds and scans ~2x slower)
+            body = f"SELECT {cols} FROM read_parquet([{_listed(coded)}], hive_partitioning = false) UNION ALL {body}"
+        if plain:  # exchange/symbol from the path, as constants per file: grouping on them costs ~nothing
+            body = (f"SELECT {cols} FROM read_parquet([{_listed(plain)}], hive_partitioning = true,"
+                    f" hive_types_autocast = false) UNION ALL {body}")
         cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
 
     def _columns_of(self, files: list[str]) -> set[str]:
