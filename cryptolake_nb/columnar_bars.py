@@ -25,6 +25,7 @@ __all__ = ["MAX_ROWS", "stream_bars"]
 
 MAX_ROWS = 5_000_000  # rows of one call held as 4 float/int columns (~160 MB) before SQL is preferred
 _COLUMNS = ["ts", "receipt_ts", "price", "amount"]
+_VALUES = ["ts", "price", "amount"]  # receipt_ts only breaks ties of ts: read when there are some
 
 
 def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, end_ns: int | None,
@@ -38,19 +39,21 @@ def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, 
         if sum(src.rows) > MAX_ROWS:
             return None
         live = src.live.filter(pc.and_(pc.equal(src.live.column("symbol"), symbol),
-                                       pc.equal(src.live.column("exchange"), exchange)))
-        parts = [pq.read_table(f, columns=_COLUMNS) for f in src.files]  # pruned: this stream's files only
-    mine = live.select(_COLUMNS)
-    parts = sorted((p.cast(mine.schema) for p in [*parts, mine] if p.num_rows),
-                   key=lambda t: t.column("ts")[0].value)  # files in time order: usually sorted as a whole
-    rows = pa.concat_tables(parts) if parts else mine
-    ts = _ns(rows.column("ts"))
-    if len(ts) and ts.min() < 0:
-        return None  # before 1970: DuckDB's `//` truncates toward zero where numpy floors
-    receipt, price, amount = _ns(rows.column("receipt_ts")), _f8(rows.column("price")), _f8(rows.column("amount"))
-    if not _ordered(ts, receipt):
-        order = np.lexsort((receipt, ts))
-        ts, price, amount = ts[order], price[order], amount[order]
+                                       pc.equal(src.live.column("exchange"), exchange))).select(_COLUMNS)
+        # pruned: this stream's files only; parts in time order (then usually sorted as a whole)
+        parts = [(f, pq.read_table(f, columns=_VALUES)) for f in src.files] + [(None, live)]
+        parts = sorted(((f, t) for f, t in parts if t.num_rows), key=lambda p: p[1].column("ts")[0].value)
+        ts = _cat([_ns(t.column("ts")) for _, t in parts])
+        if len(ts) and ts.min() < 0:
+            return None  # before 1970: DuckDB's `//` truncates toward zero where numpy floors
+        price = _cat([_f8(t.column("price")) for _, t in parts], np.float64)
+        amount = _cat([_f8(t.column("amount")) for _, t in parts], np.float64)
+        if not (ts[1:] > ts[:-1]).all():  # ties or disorder: receipt_ts decides, read it now
+            receipt = _cat([_ns((t if f is None else pq.read_table(f, columns=["receipt_ts"])).column("receipt_ts"))
+                            for f, t in parts])
+            if not _ordered(ts, receipt):
+                order = np.lexsort((receipt, ts))
+                ts, price, amount = ts[order], price[order], amount[order]
     lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
     hi = len(ts) if end_ns is None else int(np.searchsorted(ts, end_ns, side="left"))
     bars = _reduce(ts[lo:hi], price[lo:hi], amount[lo:hi], step, symbol)
@@ -114,6 +117,10 @@ def _ordered(ts: np.ndarray, receipt: np.ndarray) -> bool:
         return False
     ties = ts[1:] == ts[:-1]
     return not ties.any() or bool((receipt[1:][ties] >= receipt[:-1][ties]).all())
+
+
+def _cat(arrays: list[np.ndarray], dtype: type = np.int64) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays) if arrays else np.empty(0, dtype)
 
 
 def _ns(column: pa.ChunkedArray) -> np.ndarray:

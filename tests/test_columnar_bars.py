@@ -47,10 +47,13 @@ def assert_same(fast: pd.DataFrame, sql: pd.DataFrame) -> None:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 400), chunks=st.integers(1, 4), live_share=st.floats(0, 1), shuffle=st.booleans(),
        tie_ms=st.integers(1, 2000), step=st.sampled_from(["1s", "7s", "1min"]), seed=st.integers(0, 10**6),
-       bounds=st.sampled_from([None, (0.2, 0.7), (0.0, 0.5), (0.5, 2.0)]))
-def test_columnar_bars_equal_sql_bars(tmp_path_factory, n, chunks, live_share, shuffle, tie_ms, step, seed, bounds):
+       bounds=st.sampled_from([None, (0.2, 0.7), (0.0, 0.5), (0.5, 2.0)]), distinct=st.booleans())
+def test_columnar_bars_equal_sql_bars(tmp_path_factory, n, chunks, live_share, shuffle, tie_ms, step, seed, bounds,
+                                      distinct):
     rng = np.random.default_rng(seed)
     ts = T0_NS + np.sort(rng.integers(0, 600, n)) * tie_ms * 10**5  # many equal timestamps
+    if distinct:  # no ties: receipt_ts is read only if files or live rows arrive out of order
+        ts = T0_NS + np.cumsum(rng.integers(1, tie_ms * 10**6, n))
     table = rows(ts, 0, seed)
     order = rng.permutation(n) if shuffle else np.arange(n)  # late rows: files overlap in time
     cut = int(n * (1 - live_share))
@@ -110,6 +113,7 @@ def test_empty_stream_gives_the_empty_frame_of_the_sql_path(tmp_path):
         fast = lake.ohlc(SYM, "1min", exchange=EX, start="2030-01-01")
         sql = lake.ohlc(SYM, "1min", start="2030-01-01")
         assert fast.empty and list(fast.columns) == list(sql.columns)
+        assert fast.dtypes.to_dict() == sql.dtypes.to_dict()
 
 
 @pytest.mark.parametrize("exchange", ["KRAKEN", EX])
