@@ -52,10 +52,12 @@ class LakeView:
     def __init__(self, root: Path, *, threads: int | None = None) -> None:
         self.root = Path(root).resolve()
         self._db = duckdb.connect(":memory:")
-        self._db.execute("SET TimeZone = 'UTC'")
+        # GLOBAL: every query runs on its own cursor, a new session that would not see a plain SET
+        # (queries ran in the machine's local time zone and re-read every Parquet footer)
+        self._db.execute("SET GLOBAL TimeZone = 'UTC'")
         if threads:
-            self._db.execute(f"SET threads = {int(threads)}")
-        self._db.execute("SET parquet_metadata_cache = true")
+            self._db.execute(f"SET GLOBAL threads = {int(threads)}")
+        self._db.execute("SET GLOBAL parquet_metadata_cache = true")
         self._db.execute("SET allowed_directories = $dirs", {"dirs": [str(self.root) + "/"]})
         self._db.execute("SET enable_external_access = false")
         self._db.execute("SET autoinstall_known_extensions = false")

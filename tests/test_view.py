@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -133,3 +136,19 @@ def test_history_and_live_sources_split_the_rows_exactly_once(lake, make_trade):
     assert table.column("n")[0].as_py() == 3
     assert record["files"]["trades"] == 0 and record["source"] == "live" and 0 <= record["duckdb_ms"] <= record["ms"]
     assert lake.queries[-1] is record
+
+
+def test_queries_run_in_utc_with_the_footer_cache_whatever_the_machines_time_zone(tmp_path):
+    """Each query runs on its own DuckDB cursor: settings must reach it (a session SET did not)."""
+    code = (
+        "import sys\n"
+        "from cryptolake_nb import Lake\n"
+        "with Lake(sys.argv[1], autoflush=False) as lake:\n"
+        "    row = lake.sql(\"SELECT current_setting('TimeZone') AS tz, current_setting('parquet_metadata_cache') AS c,\"\n"
+        "                   \" epoch_ns(date_trunc('day', TIMESTAMPTZ '2024-01-01 03:00:00+00')) AS d\").iloc[0]\n"
+        "    print(row.tz, row.c, row.d)\n"
+    )
+    env = {**os.environ, "TZ": "America/New_York"}
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lk")], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["UTC", "True", str(1_704_067_200 * 10**9)]
