@@ -41,7 +41,7 @@ def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, 
         live = src.live.filter(pc.and_(pc.equal(src.live.column("symbol"), symbol),
                                        pc.equal(src.live.column("exchange"), exchange))).select(_COLUMNS)
         # pruned: this stream's files only; parts in time order (then usually sorted as a whole)
-        parts = [(f, pq.read_table(f, columns=_VALUES)) for f in src.files] + [(None, live)]
+        parts = [(f, _read(f, _VALUES)) for f in src.files] + [(None, live)]
         parts = sorted(((f, t) for f, t in parts if t.num_rows), key=lambda p: p[1].column("ts")[0].value)
         ts = _cat([_ns(t.column("ts")) for _, t in parts])
         if len(ts) and ts.min() < 0:
@@ -49,7 +49,7 @@ def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, 
         price = _cat([_f8(t.column("price")) for _, t in parts], np.float64)
         amount = _cat([_f8(t.column("amount")) for _, t in parts], np.float64)
         if not (ts[1:] > ts[:-1]).all():  # ties or disorder: receipt_ts decides, read it now
-            receipt = _cat([_ns((t if f is None else pq.read_table(f, columns=["receipt_ts"])).column("receipt_ts"))
+            receipt = _cat([_ns((t if f is None else _read(f, ["receipt_ts"])).column("receipt_ts"))
                             for f, t in parts])
             if not _ordered(ts, receipt):
                 order = np.lexsort((receipt, ts))
@@ -117,6 +117,11 @@ def _ordered(ts: np.ndarray, receipt: np.ndarray) -> bool:
         return False
     ties = ts[1:] == ts[:-1]
     return not ties.any() or bool((receipt[1:][ties] >= receipt[:-1][ties]).all())
+
+
+def _read(path: str, columns: list[str]) -> pa.Table:
+    with pq.ParquetFile(path) as pf:  # lighter than pq.read_table's dataset machinery (~0.3 ms a file)
+        return pf.read(columns=columns)
 
 
 def _cat(arrays: list[np.ndarray], dtype: type = np.int64) -> np.ndarray:
