@@ -103,9 +103,9 @@ def _holes(gaps: pa.Table, symbol: str, exchange: str) -> pa.Table:
     def null_or(column: str, value: str) -> pa.ChunkedArray:
         return pc.or_kleene(pc.is_null(gaps.column(column)), pc.equal(gaps.column(column), value))
 
+    timed = pc.and_(pc.is_valid(gaps.column("start_ts")), pc.is_valid(gaps.column("end_ts")))
     keep = pc.and_kleene(pc.and_kleene(null_or("channel", "trades"), null_or("exchange", exchange)),
-                         pc.and_kleene(null_or("symbol", symbol),
-                                       pc.and_(pc.is_valid(gaps.column("start_ts")), pc.is_valid(gaps.column("end_ts")))))
+                         pc.and_kleene(null_or("symbol", symbol), timed))
     kept = gaps.filter(pc.fill_null(keep, False))
     return pa.table({"symbol": pa.array([symbol] * kept.num_rows, pa.string()),
                      "__cl_a": _ns(kept.column("start_ts")), "__cl_z": _ns(kept.column("end_ts"))})

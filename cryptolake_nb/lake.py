@@ -364,12 +364,13 @@ class Lake:
             filters = self._sql_filters(query, params, names, source)
             sources = self.sources(tables=names, source=source, filters=filters, **prune)  # seal only what is read
             engine_started = time.perf_counter()
-            result = self._view.query(query, params, sources)
+            info: dict[str, Any] = {}
+            result = self._view.query(query, params, sources, info)
             duckdb_ms = (time.perf_counter() - engine_started) * 1e3
         finally:
             self._retirer.end_query(ticket)
         entry = self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
-        entry.update(duckdb_ms=duckdb_ms, source=source)
+        entry.update(duckdb_ms=duckdb_ms, source=source, **info)
         return result, entry
 
     def _sql_filters(self, query: str, params: Mapping[str, Any] | None, names: set[str] | None,

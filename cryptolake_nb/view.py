@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from .errors import ForbiddenQueryError, QueryError
 from .manifest import schema_fingerprint
 from .pruning import TIME_CASTS
+from .pushdown import rewrite, templates_from
 
 __all__ = ["LakeView", "Source", "tables_in", "used_parameters"]
 
@@ -67,14 +68,23 @@ class LakeView:
         self._closed = False
         self._prefix = str(self.root) + "/"
         self._file_columns: dict[str, frozenset[str]] = {}  # footers of files of another schema
+        self._combine: dict[str, dict] | None = None  # pushdown.templates_from, made on first use
 
-    def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> pa.Table:
-        """Run one SELECT over views of `sources`; return its result as an Arrow table."""
+    def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source],
+              info: dict[str, Any] | None = None) -> pa.Table:
+        """Run one SELECT over views of `sources`; return its result as an Arrow table. `info`, if
+        given, gets "pushdown": whether aggregates ran below the live/history union."""
         check_select(sql)
         bound = _bind(sql, params)
+        used = _used(sql, sources)
         cur = self._cursor()
         try:
-            for name, source in _used(sql, sources).items():
+            pushed = self._pushed_down(cur, sql, bound, used)
+            if info is not None:
+                info["pushdown"] = pushed is not None
+            if pushed is not None:
+                return _utc(pushed)
+            for name, source in used.items():
                 self._define(cur, name, source)
             rel = cur.sql(sql, params=bound) if bound else cur.sql(sql)
             return _utc(rel.to_arrow_table())
@@ -151,26 +161,73 @@ class LakeView:
             return self._db.cursor()
 
     def _define(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> None:
+        history, live = self._parts(cur, name, source)
+        if history is None:
+            body = f"SELECT * FROM {live}"
+        elif source.live.num_rows:
+            body = f"{history} UNION ALL SELECT {_columns(source)} FROM {live}"
+        else:  # no live rows: no union (it would cost DuckDB's Parquet count(*) shortcut)
+            body = history
+        cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+
+    def _parts(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> tuple[str | None, str]:
+        """(SELECT over the committed files in the live schema, or None without files; the registered
+        name of the live rows)."""
         live = f"__live_{name}"
         cur.register(live, source.live)
         names = source.live.schema.names
-        cols = ", ".join(f'"{c}"' for c in names)
-        body = f"SELECT {cols} FROM {live}"
+        cols = _columns(source)
+        selects = []
         same, other = _by_schema(source)
+        plain = [f for f in same if "%" not in f[len(self._prefix):]]  # partition values as written
+        coded = [f for f in same if "%" in f[len(self._prefix):]]
+        if plain:  # exchange/symbol from the path, as constants per file: grouping on them costs ~nothing
+            selects.append(f"SELECT {cols} FROM read_parquet([{_listed(plain)}], hive_partitioning = true,"
+                           " hive_types_autocast = false)")
+        if coded:  # the live schema: one scan without union_by_name (it binds and scans ~2x slower)
+            selects.append(f"SELECT {cols} FROM read_parquet([{_listed(coded)}], hive_partitioning = false)")
         if other:  # another or an unknown schema: columns matched by name, a missing one reads as NULL
             present = self._columns_of(other)
             types = [str(d[1]) for d in cur.execute(f"SELECT * FROM {live} LIMIT 0").description]
             fill = ", ".join(f'"{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(names, types))
-            body = (f"SELECT {fill} FROM read_parquet([{_listed(other)}], hive_partitioning = false,"
-                    f" union_by_name = true) UNION ALL {body}")
-        plain = [f for f in same if "%" not in f[len(self._prefix):]]  # partition values as written
-        coded = [f for f in same if "%" in f[len(self._prefix):]]
-        if coded:  # the live schema: one scan without union_by_name (it binds and scans ~2x slower)
-            body = f"SELECT {cols} FROM read_parquet([{_listed(coded)}], hive_partitioning = false) UNION ALL {body}"
-        if plain:  # exchange/symbol from the path, as constants per file: grouping on them costs ~nothing
-            body = (f"SELECT {cols} FROM read_parquet([{_listed(plain)}], hive_partitioning = true,"
-                    f" hive_types_autocast = false) UNION ALL {body}")
-        cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+            selects.append(f"SELECT {fill} FROM read_parquet([{_listed(other)}], hive_partitioning = false,"
+                           " union_by_name = true)")
+        return (" UNION ALL ".join(selects) or None), live
+
+    def _pushed_down(self, cur: duckdb.DuckDBPyConnection, sql: str, bound: dict[str, Any],
+                     used: Mapping[str, Source]) -> pa.Table | None:
+        """The result of `sql` with its aggregates computed below the live/history union (pushdown.py),
+        or None when the statement does not have that shape or the rewrite would change its result type."""
+        if len(used) != 1:
+            return None
+        (name, source), = used.items()
+        if not source.files or not source.live.num_rows:
+            return None
+        plan = rewrite(sql, self.statement_tree(sql), {name}, self._deserialize, self._templates())
+        if plan is None:
+            return None
+        history, live = self._parts(cur, name, source)
+        cur.execute(f'CREATE OR REPLACE TEMP VIEW "__history_{name}" AS {history}')
+        want = cur.sql(plan.over(live), params=bound or None)  # bound, not run: the names and types
+        rel = cur.sql(plan.sql(f'"__history_{name}"', live), params=bound or None)
+        if rel.types != want.types or len(rel.columns) != len(want.columns):
+            log.debug("aggregate pushdown skipped: result types %s != %s", rel.types, want.types)
+            return None  # the caller defines the union view
+        return rel.to_arrow_table().rename_columns(want.columns)
+
+    def _deserialize(self, tree: dict[str, Any]) -> str | None:
+        cur = self._cursor()
+        try:
+            return cur.execute("SELECT json_deserialize_sql($t)", {"t": json.dumps(tree)}).fetchall()[0][0]
+        except (duckdb.Error, IndexError):
+            return None
+        finally:
+            cur.close()
+
+    def _templates(self) -> dict[str, dict]:
+        if self._combine is None:
+            self._combine = templates_from(self.statement_tree)
+        return self._combine
 
     def _columns_of(self, files: list[str]) -> set[str]:
         """The column names found in any of `files` (footers read once per file: files never change)."""
@@ -190,6 +247,10 @@ class LakeView:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+
+
+def _columns(source: Source) -> str:
+    return ", ".join(f'"{c}"' for c in source.live.schema.names)
 
 
 def _by_schema(source: Source) -> tuple[list[str], list[str]]:
