@@ -26,9 +26,9 @@ from .partitions import check_value
 
 __all__ = [
     "EXTRA_FIELD", "IGNORED_ATTRIBUTES", "Converted", "Converter", "Reject", "bools_to_array", "build_batch",
-    "decimals_to_array", "event_times", "extra_array", "finite_reasons", "nonnegative_reasons",
+    "decimals_to_array", "event_times", "extra_array", "extract", "finite_reasons", "nonnegative_reasons",
     "optional_times", "partition_reasons", "plain", "positive_reasons", "required_reasons",
-    "seconds_to_float", "seconds_to_ns", "str_or_none", "timestamp_reasons", "ts_array",
+    "seconds_to_float", "seconds_to_ns", "str_or_none", "strings_array", "timestamp_reasons", "ts_array",
     "unmapped_attributes", "usable",
 ]
 
@@ -72,8 +72,11 @@ def _to_float(v: Any) -> float:
 
 
 def seconds_to_float(values: Sequence[Any]) -> np.ndarray:
-    """Timestamps in float seconds (or None) -> float64 array, missing -> NaN."""
-    return np.array([_to_float(v) for v in values], dtype=np.float64)
+    """Timestamps in float seconds (or None) -> float64 array, missing or junk -> NaN."""
+    try:  # numbers and None (-> NaN) in one C loop; anything numpy cannot take goes one by one
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([_to_float(v) for v in values], dtype=np.float64)
 
 
 def seconds_to_ns(secs: np.ndarray) -> np.ndarray:
@@ -94,6 +97,14 @@ def str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+def strings_array(values: Sequence[Any]) -> pa.Array:
+    """Values as Arrow strings (None -> NULL, anything else through str())."""
+    try:  # strings and None: converted by Arrow in one pass
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([str_or_none(v) for v in values], pa.string())
+
+
 def plain(v: Any) -> Any:
     """A value as JSON can hold it (for the raw values of a rejected row)."""
     return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
@@ -102,22 +113,26 @@ def plain(v: Any) -> Any:
 def usable(objs: Sequence[Any], receipts: Sequence[Any], getter: Callable[[Any], Any],
            table: str) -> tuple[list[Any], list[Any], list[Reject]]:
     """Split off objects `getter` cannot read (not what the table stores); never raises."""
+    return extract(objs, receipts, getter, table)[:3]
+
+
+def extract(objs: Sequence[Any], receipts: Sequence[Any], getter: Callable[[Any], Any],
+            table: str) -> tuple[list[Any], list[Any], list[Reject], list[Any]]:
+    """`usable`, plus what `getter` returned for each object kept (read once, in one C loop)."""
     try:
-        for obj in objs:
-            getter(obj)
-        return list(objs), list(receipts), []
+        return list(objs), list(receipts), [], list(map(getter, objs))
     except Exception:
         pass
-    ok, ok_receipts, rejects = [], [], []
+    ok, ok_receipts, rejects, values = [], [], [], []
     for obj, receipt in zip(objs, receipts):
         try:
-            getter(obj)
+            values.append(getter(obj))
             ok.append(obj)
             ok_receipts.append(receipt)
         except Exception as exc:
             rejects.append(Reject(table, f"not a {table} object: {type(obj).__name__} ({exc})",
                                   {"object": repr(obj)[:500], "receipt_timestamp": plain(receipt)}))
-    return ok, ok_receipts, rejects
+    return ok, ok_receipts, rejects, values
 
 
 def positive_reasons(columns: Mapping[str, pa.Array], out: dict[int, str]) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..records import (
-    EXTRA_FIELD, Converted, build_batch, decimals_to_array, extra_array, partition_reasons, positive_reasons,
-    required_reasons, seconds_to_float, str_or_none, timestamp_reasons, ts_array, usable,
+    EXTRA_FIELD, Converted, build_batch, decimals_to_array, extra_array, extract, partition_reasons,
+    positive_reasons, required_reasons, seconds_to_float, strings_array, timestamp_reasons, ts_array,
 )
 from ..schema import make_schema
 from . import TableSpec
@@ -32,12 +32,11 @@ _MAPPED = frozenset(_RAW)
 
 def convert(objs: Sequence[Any], receipts: Sequence[Any]) -> Converted:
     """cryptofeed Trade objects -> a `trades` batch; invalid rows become Rejects."""
-    items, receipts, unusable = usable(objs, receipts, _FIELDS, "trades")
-    exchange = [t.exchange for t in items]
-    symbol = [t.symbol for t in items]
-    price = decimals_to_array([t.price for t in items])
-    amount = decimals_to_array([t.amount for t in items])
-    ts = seconds_to_float([t.timestamp for t in items])
+    items, receipts, unusable, values = extract(objs, receipts, _FIELDS, "trades")
+    exchange, symbol, side, amount, price, ids, kind, times = (list(c) for c in zip(*values)) if values else ([],) * 8
+    price = decimals_to_array(price)
+    amount = decimals_to_array(amount)
+    ts = seconds_to_float(times)
     receipt = seconds_to_float(receipts)
     receipt = np.where(np.isfinite(receipt), receipt, ts)
     reasons: dict[int, str] = {}
@@ -46,9 +45,8 @@ def convert(objs: Sequence[Any], receipts: Sequence[Any]) -> Converted:
     timestamp_reasons(ts, reasons)
     partition_reasons(exchange, symbol, reasons)
     columns = {
-        "exchange": exchange, "symbol": symbol,
-        "side": [str_or_none(t.side) for t in items], "amount": amount, "price": price,
-        "trade_id": [str_or_none(t.id) for t in items], "type": [str_or_none(t.type) for t in items],
+        "exchange": exchange, "symbol": symbol, "side": strings_array(side), "amount": amount, "price": price,
+        "trade_id": strings_array(ids), "type": strings_array(kind),
         "extra": extra_array(items, _MAPPED), "ts": ts_array(ts), "receipt_ts": ts_array(receipt),
     }
     return build_batch(SCHEMA, columns, reasons, items, receipts, _RAW, unusable)
