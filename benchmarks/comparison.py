@@ -130,7 +130,8 @@ def _unified(lake: LakeSystem, plain: PlainDuckDB, live: int, days: int, repeat:
 
     lake.buffer(trades(live, symbol=lake.w.symbol, exchange=lake.w.exchange, seed=99, start_ns=T0_NS + days * DAY_NS))
     out = {"live_rows": live}
-    # the lake's view reads files with these options: timing them alone attributes part of the gap
+    # how the lake's view read files before it recorded schema fingerprints (union_by_name, no hive
+    # partitions): kept as a reference for what that change bought
     same_options = PlainDuckDB(lake.files(), lake.w, "hive_partitioning = false, union_by_name = true")
     for q in (*QUERIES, "count"):
         t = interleaved({"lake": lambda: lake.sql(q), "parquet_only": lambda: plain.run(q),

@@ -102,8 +102,8 @@ def _peer_checks(c: dict) -> list[Check]:
     for name in ("ohlc", "vwap", "asof", "scan", "count"):
         x = u[name]
         out.append((f"unified live+history `{name}` ({u['live_rows'] / 1e3:g}k live rows) / Parquet alone",
-                    f"{_ms(x['lake'])} ({x['ratio']:.2f}x)", f"plain DuckDB {_ms(x['parquet_only'])}; with the lake's "
-                    f"read options (union_by_name) {_ms(x['parquet_lake_read_options'])}", "<= 1.3x",
+                    f"{_ms(x['lake'])} ({x['ratio']:.2f}x)", f"plain DuckDB {_ms(x['parquet_only'])}; with union_by_name "
+                    f"(how the lake read files before schema fingerprints) {_ms(x['parquet_lake_read_options'])}", "<= 1.3x",
                     x["ratio"] <= 1.3))
     wrong = {n: e["wrong"] for n, e in s.items() if e.get("wrong")}
     out.append(("peers' answers equal to the lake's (else their times do not count)",
