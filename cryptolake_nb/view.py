@@ -5,7 +5,9 @@ import json
 import logging
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -69,6 +71,8 @@ class LakeView:
         self._prefix = str(self.root) + "/"
         self._file_columns: dict[str, frozenset[str]] = {}  # footers of files of another schema
         self._combine: dict[str, dict] | None = None  # pushdown.templates_from, made on first use
+        self._trees = _Recent(256)  # statement -> json_serialize_sql text
+        self._rewrites = _Recent(256)  # (statement, table) -> pushdown.Rewrite or None
 
     def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source],
               info: dict[str, Any] | None = None) -> pa.Table:
@@ -112,15 +116,23 @@ class LakeView:
             cur.close()
 
     def statement_tree(self, sql: str) -> dict[str, Any] | None:
-        """DuckDB's own parse tree of `sql` (json_serialize_sql), or None when it cannot give one."""
-        cur = self._cursor()
+        """DuckDB's own parse tree of `sql` (json_serialize_sql), or None when it cannot give one.
+        A fresh copy each call (callers may edit it); the text is remembered per statement, as a
+        notebook re-runs the same statements (`--every`, dashboards)."""
+        text = self._trees.get(sql)
+        if text is None:
+            cur = self._cursor()
+            try:
+                text = cur.execute("SELECT json_serialize_sql($q)", {"q": sql}).fetchall()[0][0]
+            except (duckdb.Error, IndexError):
+                return None
+            finally:
+                cur.close()
+            self._trees.put(sql, text)
         try:
-            text = cur.execute("SELECT json_serialize_sql($q)", {"q": sql}).fetchall()[0][0]
             tree = json.loads(text)
-        except (duckdb.Error, ValueError, IndexError):
+        except ValueError:
             return None
-        finally:
-            cur.close()
         return None if not isinstance(tree, dict) or tree.get("error") else tree
 
     def timestamp_ns(self, value: Any, cast: str | None = None) -> int | None:
@@ -203,7 +215,11 @@ class LakeView:
         (name, source), = used.items()
         if not source.files or not source.live.num_rows:
             return None
-        plan = rewrite(sql, self.statement_tree(sql), {name}, self._deserialize, self._templates())
+        key = (sql, name)
+        plan = self._rewrites.get(key, False)
+        if plan is False:
+            plan = rewrite(sql, self.statement_tree(sql), {name}, self._deserialize, self._templates())
+            self._rewrites.put(key, plan)
         if plan is None:
             return None
         history, live = self._parts(cur, name, source)
@@ -267,12 +283,41 @@ def _listed(files: list[str] | tuple[str, ...]) -> str:
     return ", ".join("'" + f.replace("'", "''") + "'" for f in files)
 
 
-def tables_in(sql: str) -> set[str] | None:
-    """The table names a statement reads, or None when it cannot be parsed (then: all of them)."""
+class _Recent:
+    """A small thread-safe LRU map (the last `size` statements a lake ran)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+@lru_cache(maxsize=256)
+def _table_names(sql: str) -> frozenset[str] | None:
     try:  # the parser cannot take $params here: any value will do for finding table names
-        return set(duckdb.get_table_names(_PARAM.sub("NULL", sql)))
+        return frozenset(duckdb.get_table_names(_PARAM.sub("NULL", sql)))
     except duckdb.Error:
         return None
+
+
+def tables_in(sql: str) -> set[str] | None:
+    """The table names a statement reads, or None when it cannot be parsed (then: all of them)."""
+    names = _table_names(sql)
+    return None if names is None else set(names)
 
 
 def _used(sql: str, sources: Mapping[str, Source]) -> Mapping[str, Source]:
@@ -294,6 +339,13 @@ def _utc(table: pa.Table) -> pa.Table:
 
 def check_select(sql: str) -> None:
     """Refuse anything but exactly one SELECT statement."""
+    if _selects(sql):
+        return
+
+
+@lru_cache(maxsize=256)
+def _selects(sql: str) -> bool:
+    """check_select's work; True is remembered per statement (refusals raise, so are never cached)."""
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
@@ -303,6 +355,7 @@ def check_select(sql: str) -> None:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         raise ForbiddenQueryError(f"only SELECT queries may run on the lake, got {kind.name}")
+    return True
 
 
 def _bind(sql: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
