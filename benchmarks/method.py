@@ -69,33 +69,40 @@ sealed every 20k, never flushed; RSS growth / Arrow `nbytes` of the buffered row
 """
 
 DIAGNOSIS = """\
-What the suite shows about each target it misses (mechanisms; the figures are in the tables above).
+What the suite shows about each target (mechanisms; the figures are in the tables above). Changes
+since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git) are named.
 
 - **Lake cost per message vs cryptofeed's.** On Binance aggTrade frames cryptofeed needs only a few
-  microseconds per message, so the lake's append alone (a lock, two list appends, counters; the
-  retained `Trade` objects and their `raw` dicts add garbage-collector work) is a large share of it.
-  The deferred seal (Decimal -> float through a string cast, validation, dedup, journal) costs several
-  times more per row; it runs on the flusher thread but in the same interpreter, so it competes with
-  the feed loop for the GIL. On the real captures (mostly book updates) cryptofeed's own cost per
-  message is 5-10x higher and the share correspondingly lower. Meeting 25% on trade frames needs a
-  cheaper conversion path (e.g. reading cryptofeed's raw fields, or converting in another process).
-- **Sustained 50k msg/s for 10 minutes.** Throughput decays as the dedup window fills:
-  `dedup._Window.add` concatenates and re-sorts a stream's whole key window (600 s of exchange time)
-  on every sealed batch, so each batch costs time proportional to the window (probe on this machine:
-  9 ms per 12.5k-row batch with an empty window, 145 ms with 5M keys in one stream); at 50k msg/s
-  the window holds 30M keys. The producer falls behind, buffered rows and freshness grow (see the
-  rate and freshness by third of the run). Sorted runs merged occasionally (LSM-like), or a hash
-  table per chunk, would make the cost per batch independent of the window.
-- **1-minute bars vs ArcticDB.** Plain DuckDB over the one Parquet file of the symbol-day is already
-  slower than ArcticDB's C++ resample; the lake's helper adds the per-query view and the `coverage`
-  join. The what-if row shows that 1-s rollups maintained at flush would serve the same bars faster
-  than ArcticDB for a small build cost per trade.
-- **VWAP over every file, and `count(*)`, through the unified view.** Per query the lake defines TEMP
-  views over `read_parquet([...], union_by_name = true)`: binding reads every file's schema, and
-  `union_by_name` scans slower (the "with the lake's read options" column isolates it); `count(*)`
-  over `UNION ALL` loses DuckDB's Parquet-metadata shortcut. Queries touching many files pay most.
-- **Bars vs pandas on one small partition.** pandas reads one file and groups it; the lake pays the
-  fixed per-query cost above (view definition, binding, coverage) on top of a similar scan.
+  microseconds per message. The lake's append alone is ~0.5 us in isolation (a lock, two list
+  appends, counters); measured inside the feed loop it costs more, because the retained `Trade`
+  objects (with their `raw` dicts and Decimals) are kept alive until the seal instead of being freed
+  at once: allocation and garbage-collector work the no-op callback never pays. The deferred seal
+  (convert, validate, dedup, journal, sequence and gap checks) was cut this session (dedup keys hashed
+  by polars instead of pandas, the sequence check grouped in numpy instead of a per-row loop, each
+  object's fields read once in one C loop, timestamps and strings converted in bulk: convert 1.05 ->
+  0.77 us/row in a micro-benchmark), but it still runs in the same interpreter as the feed loop.
+  Meeting 25% on trade frames needs conversion outside Python objects (cryptofeed's raw fields, or
+  another process).
+- **Sustained 50k msg/s.** The first full run decayed as the dedup window filled (a whole-window
+  re-sort per sealed batch); that store is now sorted runs merged at 1/8 of the main run
+  (`python -m benchmarks.dedup_window`: 9.8 ms per 12.5k-key batch into an empty window, 21.8 ms at
+  5M keys, where the re-sort took 51.5 ms in the same run). What limits
+  the direct producer now is the one interpreter shared by the producer (building cryptofeed objects),
+  the callback, the seal and the poller's queries (see the rate and freshness by third of the run).
+- **1-minute bars vs ArcticDB.** One stream's bars are now computed over Arrow columns
+  (`columnar_bars.py`): segment reductions over the stream's sorted rows, instead of DuckDB's grouped
+  aggregate, which scans a symbol-day file's single row group on one thread. About a third of the
+  remaining time is decoding the three ZSTD/dictionary columns; the rest is numpy and the pandas frame.
+  The 1-s rollups what-if is no longer faster than this path, so rollups were not built.
+- **VWAP over every file, and `count(*)`, through the unified view.** Three changes this session:
+  files recorded with the live schema are read without `union_by_name` (it bound and scanned ~2x
+  slower), files whose paths hold the partition values unencoded are read as hive partitions
+  (exchange/symbol are constants per file: grouping on them is nearly free), and aggregates of the
+  common shape run below the live/history union (`pushdown.py`: DuckDB keeps its Parquet shortcuts,
+  count(*) from footers). Also fixed: DuckDB settings were per session, so every query cursor ran
+  without the Parquet footer cache (and in the machine's time zone). What remains is fixed per-query
+  work plain DuckDB does not do (the live snapshot, registering it, a TEMP view over the files, binding
+  the statement over it: a few ms), which a 5 ms `count(*)` cannot absorb within 1.3x.
 - **Sections run under load** (see the load table) are pessimistic for everything measured in them,
   flush throughput in particular (fsync and ZSTD on a contended CPU).
 """

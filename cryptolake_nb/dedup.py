@@ -179,6 +179,8 @@ class Deduper:
                         fresh[i] = False
                         break
                     p += 1
+        if len(h) < 2 or not (np.diff(np.sort(h)) == 0).any():
+            return fresh  # no hash twice in the batch (the usual case): one sort, no unique/setdiff
         _, first_seen = np.unique(h, return_index=True)
         repeats = np.setdiff1d(np.arange(len(rows)), first_seen)
         for i in repeats:  # same hash earlier in this batch: a repeat if some earlier row has this key
