@@ -68,7 +68,6 @@ class LakeView:
         self._db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._closed = False
-        self._prefix = str(self.root) + "/"
         self._file_columns: dict[str, frozenset[str]] = {}  # footers of files of another schema
         self._combine: dict[str, dict] | None = None  # pushdown.templates_from, made on first use
         self._trees = _Recent(256)  # statement -> json_serialize_sql text
@@ -191,8 +190,8 @@ class LakeView:
         cols = _columns(source)
         selects = []
         same, other = _by_schema(source)
-        plain = [f for f in same if "%" not in f[len(self._prefix):]]  # partition values as written
-        coded = [f for f in same if "%" in f[len(self._prefix):]]
+        plain = [f for f in same if _as_written(f)]
+        coded = [f for f in same if not _as_written(f)]
         if plain:  # exchange/symbol from the path, as constants per file: grouping on them costs ~nothing
             selects.append(f"SELECT {cols} FROM read_parquet([{_listed(plain)}], hive_partitioning = true,"
                            " hive_types_autocast = false)")
@@ -276,6 +275,12 @@ def _by_schema(source: Source) -> tuple[list[str], list[str]]:
     want = schema_fingerprint(source.live.schema)
     same = [f for f, s in zip(source.files, source.schemas) if s == want]
     return same, [f for f, s in zip(source.files, source.schemas) if s != want]
+
+
+def _as_written(path: str) -> bool:
+    """Whether a file's exchange=/symbol=/date= directories hold the values unencoded (partitions.encode
+    left them as they are), so DuckDB's hive partitioning reads back exactly the stored values."""
+    return "%" not in "/".join(path.rsplit("/", 4)[1:4])
 
 
 def _listed(files: list[str] | tuple[str, ...]) -> str:
