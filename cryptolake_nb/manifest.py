@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
@@ -43,6 +43,9 @@ def schema_fingerprint(schema) -> str:
     """A short, stable id of an Arrow schema's column names, types and nullability (not its metadata):
     files with equal fingerprints can be read as one dataset without reconciling columns."""
     return f"{zlib.crc32(str(schema.remove_metadata()).encode()):08x}"
+
+
+_ENTRY_FIELDS = frozenset(f.name for f in fields(FileEntry))
 
 
 class Manifest:
@@ -159,19 +162,29 @@ class Manifest:
         except OSError:
             log.exception("could not cut a failed commit off %s", self._path)
 
-    @staticmethod
-    def _parse(raw: bytes) -> tuple[int, list[FileEntry], list[str], list[list[int]]] | None:
+    def _parse(self, raw: bytes) -> tuple[int, list[FileEntry], list[str], list[list[int]]] | None:
+        """A commit line, or None when it is torn or fails its CRC (only such a line may be cut off).
+
+        A line whose CRC holds was written whole: if it cannot be read it comes from another version
+        of this format, and cutting it (with every commit after it) would hide committed files, so
+        that raises instead. Fields of a file entry this version does not know are ignored (added
+        fields stay readable by older versions from this one on)."""
         if not raw.endswith(b"\n") or len(raw) < 10:
             return None
         crc, _, body = raw[:-1].partition(b" ")
         try:
             if int(crc, 16) != zlib.crc32(body):
                 return None
-            doc = json.loads(body)
-            return (doc["seq"], [FileEntry(**e) for e in doc["add"]], list(doc.get("remove", ())),
-                    [list(r) for r in doc.get("journal", ())])
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             return None
+        try:
+            doc = json.loads(body)
+            return (doc["seq"], [FileEntry(**{k: v for k, v in e.items() if k in _ENTRY_FIELDS}) for e in doc["add"]],
+                    list(doc.get("remove", ())), [list(r) for r in doc.get("journal", ())])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ManifestError(f"manifest {self._path}: commit line at byte {self._offset} has a valid checksum but "
+                                f"cannot be read ({type(exc).__name__}: {exc}); written by another version of "
+                                "cryptolake_nb? Nothing was changed.") from None
 
 
 def _ranges(seqs: Iterable[int]) -> list[list[int]]:
