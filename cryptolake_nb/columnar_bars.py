@@ -1,17 +1,20 @@
-"""Bars of one stream (one exchange and symbol) computed over Arrow columns instead of SQL.
+"""One stream's bars and last quotes computed over Arrow columns instead of SQL.
 
-A stream's rows come sorted by time from its partition files (the sink sorts each file), so OHLCV
-bars are segment reductions over contiguous buckets: `numpy.*.reduceat` needs one pass and no hash
-table. For one symbol-day (~360k trades) this takes a third of the time of DuckDB's grouped
-aggregate over the same file, which scans a file's row group on one thread (benchmarks/run.py,
-`ohlc`). It reads the same snapshot as a query (`Lake.reading`: files + live rows + gaps, each row
-once) and gives the same bars as the SQL path; `ohlc` falls back to SQL for several symbols, no
-exchange, or more rows than `MAX_ROWS` (the columns are held in memory, unlike DuckDB's stream).
+A stream's (one exchange and symbol) rows come sorted by time from its partition files (the sink
+sorts each file), so per-bucket answers are segment reductions over contiguous buckets
+(`numpy.*.reduceat`, bucket edges by `searchsorted`): one pass, no hash table, no sort. For one
+symbol-day (~360k trades) `ohlc` takes about a quarter of the time of DuckDB's grouped aggregate
+over the same file, which scans the file's single row group on one thread (docs/benchmarks.md, 09:10
+run: 8.7 ms vs 36.8 ms). It reads the same snapshot as a query (`Lake.reading`: files + live rows +
+gaps, each row once) and gives the same answers as the SQL path; the helpers fall back to SQL for
+several symbols, no exchange, or more rows than `MAX_ROWS` (the columns are held in memory, unlike
+DuckDB's stream).
 """
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,11 +24,48 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from .lake import Lake
 
-__all__ = ["MAX_ROWS", "stream_bars"]
+__all__ = ["MAX_ROWS", "stream_bars", "stream_last"]
 
 MAX_ROWS = 5_000_000  # rows of one call held as 4 float/int columns (~160 MB) before SQL is preferred
-_COLUMNS = ["ts", "receipt_ts", "price", "amount"]
-_VALUES = ["ts", "price", "amount"]  # receipt_ts only breaks ties of ts: read when there are some
+
+
+@dataclass
+class _Stream:
+    """One stream's rows of one snapshot, sorted by (ts, receipt_ts) and cut to [start, end)."""
+
+    ts: np.ndarray
+    values: dict[str, np.ndarray]  # float64, NULL as NaN
+    sources: dict[str, Any]  # the snapshot (for the query log and the gaps table)
+
+
+def _stream(lake: "Lake", table: str, symbol: str, exchange: str, start_ns: int | None, end_ns: int | None,
+            columns: list[str]) -> _Stream | None:
+    """The stream's `columns` (float), or None when the SQL path should answer (too many rows, or
+    times before 1970, where DuckDB's `//` truncates toward zero and numpy floors)."""
+    prune = {"exchange": exchange, "symbols": (symbol,), "start_ns": start_ns, "end_ns": end_ns}
+    with lake.reading(tables=[table], **prune) as sources:
+        src = sources[table]
+        if sum(src.rows) > MAX_ROWS:
+            return None
+        live = src.live.filter(pc.and_(pc.equal(src.live.column("symbol"), symbol),
+                                       pc.equal(src.live.column("exchange"), exchange)))
+        live = live.select(["ts", "receipt_ts", *columns])
+        # pruned: this stream's files only; parts in time order (then usually sorted as a whole)
+        parts = [(f, _read(f, ["ts", *columns])) for f in src.files] + [(None, live)]
+        parts = sorted(((f, t) for f, t in parts if t.num_rows), key=lambda p: p[1].column("ts")[0].value)
+        ts = _cat([_ns(t.column("ts")) for _, t in parts])
+        if len(ts) and ts.min() < 0:
+            return None
+        values = {c: _cat([_f8(t.column(c)) for _, t in parts], np.float64) for c in columns}
+        if not (ts[1:] > ts[:-1]).all():  # ties or disorder: receipt_ts decides, read it now
+            receipt = _cat([_ns((t if f is None else _read(f, ["receipt_ts"])).column("receipt_ts"))
+                            for f, t in parts])
+            if not _ordered(ts, receipt):
+                order = np.lexsort((receipt, ts))
+                ts, values = ts[order], {c: v[order] for c, v in values.items()}
+    lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
+    hi = len(ts) if end_ns is None else int(np.searchsorted(ts, end_ns, side="left"))
+    return _Stream(ts[lo:hi], {c: v[lo:hi] for c, v in values.items()}, sources)
 
 
 def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, end_ns: int | None,
@@ -33,35 +73,40 @@ def stream_bars(lake: "Lake", symbol: str, exchange: str, start_ns: int | None, 
     """(bars: symbol, bucket, open, high, low, close, volume, trades, vwap; the stream's holes:
     symbol, __cl_a, __cl_z from the gaps table) or None when the SQL path should answer."""
     started = time.perf_counter()
-    prune = {"exchange": exchange, "symbols": (symbol,), "start_ns": start_ns, "end_ns": end_ns}
-    with lake.reading(tables=["trades"], **prune) as sources:
-        src = sources["trades"]
-        if sum(src.rows) > MAX_ROWS:
-            return None
-        live = src.live.filter(pc.and_(pc.equal(src.live.column("symbol"), symbol),
-                                       pc.equal(src.live.column("exchange"), exchange))).select(_COLUMNS)
-        # pruned: this stream's files only; parts in time order (then usually sorted as a whole)
-        parts = [(f, _read(f, _VALUES)) for f in src.files] + [(None, live)]
-        parts = sorted(((f, t) for f, t in parts if t.num_rows), key=lambda p: p[1].column("ts")[0].value)
-        ts = _cat([_ns(t.column("ts")) for _, t in parts])
-        if len(ts) and ts.min() < 0:
-            return None  # before 1970: DuckDB's `//` truncates toward zero where numpy floors
-        price = _cat([_f8(t.column("price")) for _, t in parts], np.float64)
-        amount = _cat([_f8(t.column("amount")) for _, t in parts], np.float64)
-        if not (ts[1:] > ts[:-1]).all():  # ties or disorder: receipt_ts decides, read it now
-            receipt = _cat([_ns((t if f is None else _read(f, ["receipt_ts"])).column("receipt_ts"))
-                            for f, t in parts])
-            if not _ordered(ts, receipt):
-                order = np.lexsort((receipt, ts))
-                ts, price, amount = ts[order], price[order], amount[order]
-    lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
-    hi = len(ts) if end_ns is None else int(np.searchsorted(ts, end_ns, side="left"))
-    bars = _reduce(ts[lo:hi], price[lo:hi], amount[lo:hi], step, symbol)
-    holes = _holes(sources["gaps"].live, symbol, exchange)
-    ms = (time.perf_counter() - started) * 1e3
-    lake.queries.record(f"-- ohlc({symbol!r}, exchange={exchange!r}, step={step}) over Arrow columns", ms,
-                        bars.num_rows, {"trades": src, "gaps": sources["gaps"]})
+    rows = _stream(lake, "trades", symbol, exchange, start_ns, end_ns, ["price", "amount"])
+    if rows is None:
+        return None
+    bars = _reduce(rows.ts, rows.values["price"], rows.values["amount"], step, symbol)
+    holes = _holes(rows.sources["gaps"].live, symbol, exchange)
+    _record(lake, f"ohlc({symbol!r}, exchange={exchange!r}, step={step})", started, bars, rows, "trades")
     return bars, holes
+
+
+def stream_last(lake: "Lake", table: str, symbol: str, exchange: str, start_ns: int | None, end_ns: int | None,
+                step: int, columns: list[str]) -> pa.Table | None:
+    """`bucket` and, per non-empty bucket of one stream, the last non-NULL value of each of `columns`
+    by (ts, receipt_ts) (SQL's arg_max over that order, which skips NULLs); None: use SQL."""
+    started = time.perf_counter()
+    rows = _stream(lake, table, symbol, exchange, start_ns, end_ns, columns)
+    if rows is None:
+        return None
+    first, bucket = _buckets(rows.ts, step)
+    out = {"bucket": pa.array(bucket, pa.int64())}
+    for c in columns:
+        v = rows.values[c]
+        where = np.where(np.isnan(v), -1, np.arange(len(v)))  # a row's own index where it has a value
+        last = np.maximum.reduceat(where, first) if len(first) else np.empty(0, np.int64)
+        out[c] = pa.array(v[np.maximum(last, 0)] if len(v) else np.empty(0), pa.float64(), mask=last < 0)
+    result = pa.table(out)
+    _record(lake, f"last {columns} of {table}({symbol!r}, exchange={exchange!r}, step={step})", started, result,
+            rows, table)
+    return result
+
+
+def _record(lake: "Lake", what: str, started: float, result: pa.Table, rows: _Stream, table: str) -> None:
+    ms = (time.perf_counter() - started) * 1e3
+    lake.queries.record(f"-- {what} over Arrow columns", ms, result.num_rows,
+                        {table: rows.sources[table], "gaps": rows.sources["gaps"]})
 
 
 def _reduce(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, step: int, symbol: str) -> pa.Table:

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from ._sqlargs import check_choice, check_to, filters, finish, order_key, parse_interval, symbol_list, with_ts
 from .books import top_of_book
+from .columnar_bars import stream_last
 from .errors import ConfigError
 from .lake import Output, active_lake
 from .schema import TS
@@ -73,6 +74,11 @@ def _quotes(symbols: Any, interval: Any, source: Any, exchange: Any, start: Any,
             parts.append(pa.table({"symbol": pa.array([sym] * top.num_rows, pa.string()), "ts": top.column("ts"),
                                    "bid": top.column("bid"), "ask": top.column("ask")}, schema=_QUOTES))
         return pa.concat_tables(parts)
+    if exchange is not None and len(syms) == 1:  # one stream: the last quote of each bucket over columns
+        last = stream_last(lake, "ticker", syms[0], exchange, f.start_ns, f.end_ns, step, ["bid", "ask"])
+        if last is not None:
+            last = last.add_column(0, "symbol", pa.array([syms[0]] * last.num_rows, pa.string()))
+            return with_ts(last).cast(_QUOTES)
     sym, where, group = f.by_symbol("bucket") if exchange is not None else f.by_symbol("exchange", "bucket")
     venue = "$exchange AS exchange" if exchange is not None else "exchange"
     sql = (f"SELECT {sym}, (epoch_ns(ts) // $step) * $step AS bucket, arg_max(bid, {_KEY}) AS bid,"

@@ -1,7 +1,10 @@
-"""`ohlc` of one stream (exchange given) is computed over Arrow columns: it must give exactly the bars
-of the SQL path (taken here by leaving the exchange out, with one exchange in the lake), whatever the
-split between files and live rows, the file order, ties on ts, bounds and gaps."""
+"""`ohlc`, `spread` and `mid` of one stream (exchange given) are computed over Arrow columns: they must
+give exactly the answers of the SQL path (taken by leaving the exchange out with one exchange in the
+lake, or by lowering MAX_ROWS), whatever the split between files and live rows, the file order, ties
+on ts, NULL quotes, bounds and gaps."""
 from __future__ import annotations
+
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -127,3 +130,46 @@ def test_other_streams_rows_are_never_counted(tmp_path, exchange):
         lake.buffer("trades").append_batch(rows(ts + 120 * 10**9, 5000, 1))
         lake.buffer("trades").append_batch(rows(ts + 120 * 10**9, 9000, 3, exchange=exchange, symbol=sym))
         assert lake.ohlc(SYM, "1min", exchange=EX).trades.sum() == 240
+
+
+def quotes(ts_ns: np.ndarray, seed: int, null_share: float) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    n = len(ts_ns)
+    schema = schema_for("ticker")
+    bid = np.round(30_000 + rng.normal(0, 20, n), 2)
+    ask = bid + np.round(rng.uniform(0.01, 2, n), 2)
+    cols = {
+        "exchange": [EX] * n, "symbol": [SYM] * n,
+        "bid": pa.array(bid, mask=rng.random(n) < null_share), "ask": pa.array(ask, mask=rng.random(n) < null_share),
+        "extra": [None] * n, "ts": ts_ns, "receipt_ts": ts_ns + 10**6 + np.arange(n) * 7 + seed * 10**5,
+    }
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 300), chunks=st.integers(1, 3), live_share=st.floats(0, 1), shuffle=st.booleans(),
+       tie_ms=st.integers(1, 2000), step=st.sampled_from(["1s", "7s", "1min"]), seed=st.integers(0, 10**6),
+       null_share=st.sampled_from([0.0, 0.3, 0.9]), bounded=st.booleans())
+def test_last_quotes_over_columns_equal_the_sql_quotes(tmp_path_factory, n, chunks, live_share, shuffle, tie_ms,
+                                                       step, seed, null_share, bounded):
+    rng = np.random.default_rng(seed)
+    ts = T0_NS + np.sort(rng.integers(0, 600, n)) * tie_ms * 10**5
+    table = quotes(ts, seed, null_share)
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    cut = int(n * (1 - live_share))
+    with Lake(tmp_path_factory.mktemp("lk"), autoflush=False) as lake:
+        for part in np.array_split(order[:cut], chunks):
+            if len(part):
+                lake.buffer("ticker").append_batch(table.take(pa.array(np.sort(part))))
+                lake.flush()
+        if cut < n:
+            lake.buffer("ticker").append_batch(table.take(pa.array(order[cut:])))
+        span = int(ts[-1] - ts[0]) + 10**9
+        start, end = (pd.Timestamp(int(ts[0] + 0.3 * span), tz="UTC"), pd.Timestamp(int(ts[0] + 0.8 * span), tz="UTC")) \
+            if bounded else (None, None)
+        fast = lake.spread(SYM, step, exchange=EX, start=start, end=end)
+        assert "over Arrow columns" in lake.queries.summary()["recent"][0]["sql"]
+        with mock.patch.object(columnar_bars, "MAX_ROWS", -1):  # the SQL path
+            sql = lake.spread(SYM, step, exchange=EX, start=start, end=end)
+        assert "over Arrow columns" not in lake.queries.summary()["recent"][0]["sql"]
+        assert_same(fast, sql)
