@@ -86,9 +86,13 @@ since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git)
 - **Sustained 50k msg/s.** The first full run decayed as the dedup window filled (a whole-window
   re-sort per sealed batch); that store is now sorted runs merged at 1/8 of the main run
   (`python -m benchmarks.dedup_window`: 9.8 ms per 12.5k-key batch into an empty window, 21.8 ms at
-  5M keys, where the re-sort took 51.5 ms in the same run). What limits
-  the direct producer now is the one interpreter shared by the producer (building cryptofeed objects),
-  the callback, the seal and the poller's queries (see the rate and freshness by third of the run).
+  5M keys, where the re-sort took 51.5 ms in the same run). The producer now holds the rate, but
+  freshness still worsens through the run (by third, above) while the 600 s dedup window fills (at
+  50k msg/s it reaches 30M keys, ~700 MB: the RSS slope) and files accumulate between compactions; the
+  per-batch dedup cost still grows with the window (merges in proportion to the main run), though
+  which of the two dominates was not isolated. Producer, callback, seal and the poller's queries share
+  one interpreter. A smaller default window (it only needs to cover reconnect replays) is the obvious
+  next step; it is a product decision, left open.
 - **1-minute bars vs ArcticDB.** One stream's bars are now computed over Arrow columns
   (`columnar_bars.py`): segment reductions over the stream's sorted rows, instead of DuckDB's grouped
   aggregate, which scans a symbol-day file's single row group on one thread. About a third of the
