@@ -223,8 +223,12 @@ class LakeView:
             return None
         history, live = self._parts(cur, name, source)
         cur.execute(f'CREATE OR REPLACE TEMP VIEW "__history_{name}" AS {history}')
-        want = cur.sql(plan.over(live), params=bound or None)  # bound, not run: the names and types
-        rel = cur.sql(plan.sql(f'"__history_{name}"', live), params=bound or None)
+        try:
+            want = cur.sql(plan.over(live), params=bound or None)  # bound, not run: the names and types
+            rel = cur.sql(plan.sql(f'"__history_{name}"', live), params=bound or None)
+        except duckdb.Error:  # e.g. ORDER BY a column the rewritten outer query does not select
+            log.debug("aggregate pushdown skipped: the rewrite does not bind", exc_info=True)
+            return None
         if rel.types != want.types or len(rel.columns) != len(want.columns):
             log.debug("aggregate pushdown skipped: result types %s != %s", rel.types, want.types)
             return None  # the caller defines the union view

@@ -82,6 +82,9 @@ NOT_PUSHED = [
     "SELECT symbol, count(*) AS n FROM trades GROUP BY symbol ORDER BY count(*) DESC, symbol",
     "SELECT symbol, arg_max(price, ts) AS last FROM trades GROUP BY symbol ORDER BY symbol",
     "SELECT count(*) AS n FROM (SELECT * FROM trades WHERE price > $p)",
+    "SELECT count(*) AS n FROM trades GROUP BY symbol ORDER BY symbol",  # ORDER BY a column not selected
+    "SELECT symbol AS s, count(*) AS n FROM trades GROUP BY s ORDER BY s",  # GROUP BY an alias
+    "SELECT symbol, count(*) AS n FROM trades GROUP BY 1 ORDER BY 1",
     "SELECT price, count(*) OVER () AS n FROM trades ORDER BY ts, receipt_ts LIMIT 3",
     "SELECT ts >= TIMESTAMPTZ '2023-11-15 00:00:00+00' AS late, count(*) AS n FROM trades GROUP BY ALL ORDER BY late",
 ]
