@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cryptolake_nb import (ConfigError, Lake, ohlc, realized_volatility, returns, twap, vwap)
@@ -188,6 +188,7 @@ amounts = st.floats(min_value=1e-6, max_value=1e3, allow_nan=False)
 
 
 @given(st.lists(st.tuples(prices, amounts, st.integers(0, 3_600_000), st.sampled_from(SYMBOLS)), min_size=1, max_size=40))
+@example(rows=[(460995.0, 1.0, 0, "BTC-USDT"), (0.015625, 1.0, 100000, "BTC-USDT")])  # close/prev ~ 3e-8
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_bar_and_average_properties(tmp_path_factory, make_trade, rows):
     trades = [make_trade(p, a, T0 + ms / 1000, symbol=s) for p, a, ms, s in rows]
@@ -209,7 +210,13 @@ def test_bar_and_average_properties(tmp_path_factory, make_trade, rows):
                 assert min(ps) / tol <= value <= max(ps) * tol
         ret = lake.returns(list(SYMBOLS), "5min")
         prev = ret.groupby("symbol").close.shift()
-        np.testing.assert_allclose((ret["return"] + 1) * prev, ret.close.where(prev.notna()), rtol=1e-9)
+        # return = close / prev - 1 holds to rounding: 1 + return carries an absolute error of about one
+        # ulp of 1.0, i.e. ~2e-16 * prev in the product (relative 1e-9 fails for close/prev ~ 1e-8)
+        back = ((ret["return"] + 1) * prev).to_numpy()
+        close = ret.close.where(prev.notna()).to_numpy()
+        assert np.array_equal(np.isnan(back), np.isnan(close))
+        ok = ~np.isnan(close)
+        assert (np.abs(back - close)[ok] <= 1e-9 * np.abs(close[ok]) + 1e-15 * prev.to_numpy()[ok]).all()
 
 
 HELPERS = ("asof_join", "mid", "ohlc", "realized_volatility", "resample", "returns", "spread", "trade_imbalance",
