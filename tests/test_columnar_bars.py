@@ -35,6 +35,17 @@ def rows(ts_ns: np.ndarray, first_id: int, seed: int, *, receipt_step: int = 1, 
     return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
 
 
+def load(lake: Lake, name: str, table: pa.Table, order: np.ndarray, cut: int, chunks: int) -> None:
+    """Rows `order[:cut]` committed in `chunks` flushes (each chunk sorted, as a flush writes it; late
+    rows make files overlap in time), the rest left live in `order`'s order."""
+    for part in np.array_split(order[:cut], chunks):
+        if len(part):
+            lake.buffer(name).append_batch(table.take(pa.array(np.sort(part))))
+            lake.flush()
+    if cut < len(order):
+        lake.buffer(name).append_batch(table.take(pa.array(order[cut:])))
+
+
 def both(lake: Lake, step: str, start=None, end=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     fast = lake.ohlc(SYM, step, exchange=EX, start=start, end=end)
     sql = lake.ohlc(SYM, step, start=start, end=end)  # no exchange: the SQL path
@@ -61,12 +72,7 @@ def test_columnar_bars_equal_sql_bars(tmp_path_factory, n, chunks, live_share, s
     order = rng.permutation(n) if shuffle else np.arange(n)  # late rows: files overlap in time
     cut = int(n * (1 - live_share))
     with Lake(tmp_path_factory.mktemp("lk"), autoflush=False) as lake:
-        for part in np.array_split(order[:cut], chunks):
-            if len(part):
-                lake.buffer("trades").append_batch(table.take(pa.array(np.sort(part))))
-                lake.flush()
-        if cut < n:
-            lake.buffer("trades").append_batch(table.take(pa.array(order[cut:])))
+        load(lake, "trades", table, order, cut, chunks)
         span = int(ts[-1] - ts[0]) + 10**9
         start = end = None
         if bounds is not None:
@@ -158,12 +164,7 @@ def test_last_quotes_over_columns_equal_the_sql_quotes(tmp_path_factory, n, chun
     order = rng.permutation(n) if shuffle else np.arange(n)
     cut = int(n * (1 - live_share))
     with Lake(tmp_path_factory.mktemp("lk"), autoflush=False) as lake:
-        for part in np.array_split(order[:cut], chunks):
-            if len(part):
-                lake.buffer("ticker").append_batch(table.take(pa.array(np.sort(part))))
-                lake.flush()
-        if cut < n:
-            lake.buffer("ticker").append_batch(table.take(pa.array(order[cut:])))
+        load(lake, "ticker", table, order, cut, chunks)
         span = int(ts[-1] - ts[0]) + 10**9
         start, end = (pd.Timestamp(int(ts[0] + 0.3 * span), tz="UTC"), pd.Timestamp(int(ts[0] + 0.8 * span), tz="UTC")) \
             if bounded else (None, None)
