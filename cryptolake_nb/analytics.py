@@ -161,9 +161,7 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
     if f.exchange is not None and len(f.symbols) == 1:  # one stream: reductions over sorted columns
         found = stream_bars(lake, f.symbols[0], f.exchange, f.start_ns, f.end_ns, params["step"])
         if found is not None:
-            table, holes = found
-            coverage = _coverage(table, holes, params["step"])
-            return finish(with_ts(table.append_column("coverage", pa.array(coverage, pa.float64()))), single, to)
+            return finish(_with_coverage(*found, params["step"]), single, to)
     sym, where, group = f.by_symbol("bucket")
     bars = (
         f"SELECT {sym}, {_BUCKET} AS bucket,"
@@ -187,9 +185,12 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
     both = lake.query_arrow(sql, params, **f.prune)
     n_holes = both.column("bucket").null_count  # the holes (no bucket) come first
     table = both.slice(n_holes).drop_columns(["__cl_a", "__cl_z"])
-    holes = both.slice(0, n_holes)
-    coverage = _coverage(table, holes, params["step"])
-    return finish(with_ts(table.append_column("coverage", pa.array(coverage, pa.float64()))), single, to)
+    return finish(_with_coverage(table, both.slice(0, n_holes), params["step"]), single, to)
+
+
+def _with_coverage(bars: pa.Table, holes: pa.Table, step: int) -> pa.Table:
+    """Bars (with an int `bucket`) given their `coverage` and a `ts` in place of `bucket`."""
+    return with_ts(bars.append_column("coverage", pa.array(_coverage(bars, holes, step), pa.float64())))
 
 
 def _coverage(bars: pa.Table, holes: pa.Table, step: int) -> np.ndarray:
