@@ -67,7 +67,7 @@ class MemoryGuard:
             freed = 0
             for buf in self._buffers.values():
                 for s in buf.spill(journaled=True):
-                    self._spilled.append(s.jseq)
+                    self._spilled.extend(s.jseqs)
                     self.spilled_rows += s.batch.num_rows
                     freed += s.batch.num_rows
             if freed:

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 SEAL_ROWS = 10_000  # a burst is sealed in pieces of about this many rows (short seal-lock holds)
 MAX_PENDING = 2 * SEAL_ROWS  # the bounded queue: past this the producer seals itself (backpressure)
 EST_PENDING_ROW_BYTES = 400  # a cryptofeed object with its Decimals, before conversion
+MERGE_RUN = 16  # this many small sealed batches in a row are merged into one (see `consolidate`)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Sealed:
     seq: int
     batch: pa.RecordBatch
     since: float  # monotonic time the oldest row of the batch arrived
-    jseq: int | None = None  # its journal sequence number, None when not journaled
+    jseqs: tuple[int, ...] = ()  # the journal entries holding its rows; () when not journaled
 
 
 class LiveBuffer:
@@ -124,7 +125,7 @@ class LiveBuffer:
         (the last resort: those rows are then gone). Returns what was taken."""
         with self._seal_lock:
             with self._lock:
-                taken = [s for s in self._sealed if (s.jseq is not None) == journaled]
+                taken = [s for s in self._sealed if bool(s.jseqs) == journaled]
                 if taken:
                     gone = {s.seq for s in taken}
                     self._sealed = [s for s in self._sealed if s.seq not in gone]
@@ -134,7 +135,7 @@ class LiveBuffer:
 
     def _add_sealed(self, batch: pa.RecordBatch, jseq: int | None) -> None:
         with self._lock:
-            self._sealed.append(Sealed(self._next_seq, batch, self._clock.monotonic(), jseq))
+            self._sealed.append(Sealed(self._next_seq, batch, self._clock.monotonic(), _entries(jseq)))
             self._next_seq += 1
             self._sealed_rows += batch.num_rows
             self._sealed_bytes += batch.nbytes
@@ -180,7 +181,7 @@ class LiveBuffer:
             jseq = self._journaled(batch) if batch.num_rows else None
             with self._lock:
                 if batch.num_rows:
-                    self._sealed.append(Sealed(self._next_seq, batch, since, jseq))
+                    self._sealed.append(Sealed(self._next_seq, batch, since, _entries(jseq)))
                     self._next_seq += 1
                     self._sealed_rows += batch.num_rows
                     self._sealed_bytes += batch.nbytes
@@ -199,6 +200,48 @@ class LiveBuffer:
     def snapshot_table(self) -> pa.Table:
         """The buffered rows as one Arrow table with the table's schema."""
         return pa.Table.from_batches([s.batch for s in self.snapshot()], schema=self.schema)
+
+    def consolidate(self) -> int:
+        """Merge each run of MERGE_RUN or more small sealed batches (journaled alike) into one batch.
+
+        Queries seal what is pending each time they run, so a busy buffer collects thousands of
+        small batches between flushes; every query hands them all to DuckDB, whose per-batch cost
+        then dominates a small query. Only the flusher calls this, between flushes: a merged batch
+        gets a new `seq`, which an in-flight flush (that would `drop` the old ones) must not see.
+        Returns the number of batches merged away."""
+        with self._lock:
+            sealed = list(self._sealed)
+        runs, run = [], []
+        for s in sealed:
+            if s.batch.num_rows < SEAL_ROWS and (not run or bool(run[0].jseqs) == bool(s.jseqs)):
+                run.append(s)
+                continue
+            runs.append(run)
+            run = [s] if s.batch.num_rows < SEAL_ROWS else []
+        runs.append(run)
+        merged = {id(r[0]): (r, pa.concat_batches([s.batch for s in r])) for r in runs if len(r) >= MERGE_RUN}
+        if not merged:
+            return 0
+        gone = 0
+        with self._lock:
+            present = {id(s) for s in self._sealed}
+            out, skip = [], set()
+            for s in self._sealed:
+                if id(s) in skip:
+                    continue
+                found = merged.get(id(s))
+                if found is not None and all(id(x) in present for x in found[0]):
+                    run, batch = found
+                    out.append(Sealed(self._next_seq, batch, min(x.since for x in run),
+                                      tuple(j for x in run for j in x.jseqs)))
+                    self._next_seq += 1
+                    skip.update(id(x) for x in run[1:])
+                    gone += len(run) - 1
+                else:
+                    out.append(s)
+            self._sealed = out
+            self._sealed_bytes = sum(s.batch.nbytes for s in out)
+        return gone
 
     def drop(self, seqs: set[int]) -> None:
         """Remove sealed batches once their rows are committed to history."""
@@ -227,3 +270,7 @@ class LiveBuffer:
                 "age_s": age,
                 "appended": self.appended,
             }
+
+
+def _entries(jseq: int | None) -> tuple[int, ...]:
+    return () if jseq is None else (jseq,)

@@ -125,7 +125,7 @@ class Flusher:
         rows = pa.Table.from_batches([s.batch for s in sealed], schema=buffer.schema)
         entries = self._sink.write(name, rows, self._manifest.seq + 1, self._transforms.get(name))
         try:
-            jseqs = [s.jseq for s in sealed if s.jseq is not None]
+            jseqs = [j for s in sealed for j in s.jseqs]
             with self._commit_lock:
                 self._manifest.commit(entries, journal=jseqs)
                 crash_point("manifest_committed")
@@ -181,6 +181,8 @@ class Flusher:
             try:
                 for buf in self._buffers.values():
                     buf.seal()  # journal what arrived: a kill -9 then loses at most one poll of rows
+                    with self._flush_lock:  # no flush between its snapshot and its drop (see consolidate)
+                        buf.consolidate()
                 if self._clock.monotonic() < retry_at:
                     if self.guard is not None:
                         self.guard.relieve()

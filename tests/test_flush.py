@@ -137,3 +137,25 @@ def test_interpreter_exit_flushes(tmp_path):
 def test_bad_settings_are_refused(tmp_path, bad):
     with pytest.raises(ConfigError):
         Lake(tmp_path / "lk", **bad)
+
+
+def test_small_sealed_batches_are_merged_and_every_row_stays_once(tmp_path, make_trade):
+    root = tmp_path / "lk"
+    with Lake(root, autoflush=False) as lake:
+        buf = lake.buffer("trades")
+        for i in range(40):  # a query per trade: 40 sealed batches of one row
+            put(lake, [make_trade(100 + i, 1, 1_700_000_000.0 + i, id=str(i))])
+            assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == i + 1
+        assert len(buf.snapshot()) == 40
+        assert buf.consolidate() == 39
+        (merged,) = buf.snapshot()
+        assert merged.batch.num_rows == 40 and len(merged.jseqs) == 40
+        assert buf.stats()["rows"] == 40
+        got = lake.sql("SELECT count(*) AS n, count(DISTINCT trade_id) AS d, sum(price) AS p FROM trades")
+        assert (got["n"][0], got["d"][0], got["p"][0]) == (40, 40, sum(100 + i for i in range(40)))
+        put(lake, [make_trade(1, 1, 1_700_000_100.0, id="40")])
+        assert buf.consolidate() == 0  # one small batch after a merged one: nothing to merge
+        lake.flush()
+    with Lake(root, autoflush=False) as lake:  # the journal was released for every merged entry
+        assert lake.recovered.get("trades", 0) == 0
+        assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 41

@@ -29,12 +29,16 @@ WRITER = textwrap.dedent("""
     loop = asyncio.new_event_loop()
     i = start
     for round_ in range(400):
-        for _ in range(37):
+        for k in range(37):
             t = Trade("BINANCE", "BTC-USDT", "buy", Decimal(1), Decimal(100 + i % 9), 1.7e9 + i * 1e-3, id=str(i))
             loop.run_until_complete(cb(t, 1.7e9 + i * 1e-3))
             i += 1
+            if k % 4 == 3:
+                buf.seal()  # small sealed batches, as queries make them
         buf.seal()  # journaled: acknowledged
         print(i - 1, flush=True)
+        if round_ % 3 == 1:
+            buf.consolidate()  # merged batches carry their journal entries into the next flush
         if round_ % 3 == 2:
             lake.flush()
 """)
