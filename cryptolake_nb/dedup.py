@@ -27,30 +27,45 @@ def key_columns(spec: Any) -> tuple[str, ...]:
     return tuple(spec.dedup_key)
 
 
+RUN_CAP = 1 << 20  # keys per sorted run at most: bounds the cost of one merge, whatever the window
+
+
+class _Run:
+    """Sorted hashes of a window's keys with where each key is kept (chunk id << 32 | row)."""
+
+    __slots__ = ("hashes", "where", "newest")
+
+    def __init__(self, hashes: np.ndarray, where: np.ndarray, newest: int) -> None:
+        self.hashes, self.where, self.newest = hashes, where, newest  # newest: its newest chunk id
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
 class _Window:
     """The keys of one stream seen within the window, held compactly.
 
-    Each key is a 64-bit hash in a sorted array (with where its key is kept), and the keys
-    themselves stay in Arrow chunks, one per batch: about 16 bytes plus the Arrow size of the key
-    per row, against ~110 bytes for a Python set of strings. A hash hit is confirmed on the real
-    key, so a hash collision never drops a row. New hashes go to a small sorted `recent` array that
-    is merged into the main one only when it reaches an eighth of it, so adding a batch costs a
-    constant number of moves per key, not a re-sort of the whole window. Forgetting is exact
-    (a hit in a chunk that left the window does not count) and the space is reclaimed at merges.
+    Each key is a 64-bit hash in a sorted run (with where its key is kept), and the keys themselves
+    stay in Arrow chunks, one per batch: about 16 bytes plus the Arrow size of the key per row,
+    against ~110 bytes for a Python set of strings. A hash hit is confirmed on the real key, so a
+    hash collision never drops a row. Each batch adds a run; the newest runs are merged like a
+    binary counter (a run is merged into the one before it while that one is no more than twice
+    its size), up to RUN_CAP keys: adding costs O(log) moves per key, a lookup one binary search per
+    run, and no merge ever touches more than RUN_CAP keys, so neither grows with the window (a
+    merge of the whole window stalled the feed for ~0.6 s at 50k msg/s). Forgetting is exact (a
+    hit in a chunk that left the window does not count); a run is dropped whole once every chunk
+    it indexes has left, and merges leave out what has left.
     """
 
     def __init__(self) -> None:
-        self.hashes = np.empty(0, np.uint64)  # sorted
-        self.where = np.empty(0, np.int64)  # chunk id << 32 | row, parallel to `hashes`
-        self.recent_hashes = np.empty(0, np.uint64)  # sorted, merged into `hashes` now and then
-        self.recent_where = np.empty(0, np.int64)
+        self.runs: list[_Run] = []  # oldest first
         self.chunks: deque[tuple[int, int]] = deque()  # (chunk id, newest ts), oldest first
         self.keys: dict[int, pa.Table] = {}  # chunk id -> its keys
         self.next_id = 0
+        self.newest_ts: int | None = None
 
     def nbytes(self) -> int:
-        arrays = (self.hashes, self.where, self.recent_hashes, self.recent_where)
-        return sum(a.nbytes for a in arrays) + sum(k.nbytes for k in self.keys.values())
+        return sum(r.hashes.nbytes + r.where.nbytes for r in self.runs) + sum(k.nbytes for k in self.keys.values())
 
     def oldest(self) -> int:
         return self.chunks[0][0] if self.chunks else self.next_id
@@ -63,15 +78,18 @@ class _Window:
         row = where & 0xFFFFFFFF
         return tuple(keys.column(c)[row].as_py() for c in range(keys.num_columns))
 
-    def candidates(self, h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per sorted array: (rows of `h` with a hash hit, first hit position, the array) ."""
+    def candidates(self, h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per run with a hash hit: (rows of `h` with a hit, first hit position, its hashes, where)."""
         out = []
-        for hashes, where in ((self.hashes, self.where), (self.recent_hashes, self.recent_where)):
-            if len(hashes):
-                pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
-                hit = np.flatnonzero(hashes[pos] == h)
-                if len(hit):
-                    out.append((hit, pos[hit], hashes, where))
+        if not self.runs or not len(h):
+            return out
+        order = np.argsort(h)  # sorted probes: each binary search starts near the last one
+        probes = h[order]
+        for run in self.runs:
+            pos = np.minimum(np.searchsorted(run.hashes, probes), len(run) - 1)
+            hit = np.flatnonzero(run.hashes[pos] == probes)
+            if len(hit):
+                out.append((order[hit], pos[hit], run.hashes, run.where))
         return out
 
     def add(self, hashes: np.ndarray, keys: pa.Table, newest: int) -> None:
@@ -80,26 +98,36 @@ class _Window:
         cid = self.next_id
         self.next_id += 1
         self.chunks.append((cid, newest))
+        self.newest_ts = newest if self.newest_ts is None else max(self.newest_ts, newest)
         self.keys[cid] = keys
-        where = (np.int64(cid) << 32) | np.arange(len(hashes), dtype=np.int64)
-        self.recent_hashes, self.recent_where = _merged(self.recent_hashes, self.recent_where, hashes, where)
-        if len(self.recent_hashes) > max(65_536, len(self.hashes) // 8):
-            live = self.where >> 32 >= self.oldest()  # reclaim what left the window
-            self.hashes, self.where = _merged(self.hashes[live], self.where[live], self.recent_hashes, self.recent_where)
-            self.recent_hashes, self.recent_where = np.empty(0, np.uint64), np.empty(0, np.int64)
+        order = np.argsort(hashes)
+        where = (np.int64(cid) << 32) | order.astype(np.int64)
+        runs = self.runs
+        runs.append(_Run(hashes[order], where, cid))
+        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]) and len(runs[-2]) + len(runs[-1]) <= RUN_CAP:
+            newer = runs.pop()
+            runs[-1] = _merged(runs[-1], newer, self.oldest())
 
     def evict(self, window: int) -> None:
         if not self.chunks:
             return
-        cutoff = max(t for _, t in self.chunks) - window
+        cutoff = self.newest_ts - window
         while self.chunks and self.chunks[0][1] < cutoff:
             self.keys.pop(self.chunks.popleft()[0], None)
+        oldest = self.oldest()
+        while self.runs and self.runs[0].newest < oldest:
+            self.runs.pop(0)
 
 
-def _merged(h1: np.ndarray, w1: np.ndarray, h2: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hashes = np.concatenate([h1, h2])
-    order = np.argsort(hashes, kind="stable")
-    return hashes[order], np.concatenate([w1, w2])[order]
+def _merged(older: _Run, newer: _Run, oldest: int) -> _Run:
+    """One sorted run of both, without the keys of chunks that left the window (id < `oldest`)."""
+    hashes = np.concatenate([older.hashes, newer.hashes])
+    where = np.concatenate([older.where, newer.where])
+    live = where >> 32 >= oldest
+    if not live.all():
+        hashes, where = hashes[live], where[live]
+    order = np.argsort(hashes, kind="stable")  # two sorted runs: timsort merges them in one pass
+    return _Run(hashes[order], where[order], newer.newest)
 
 
 class Deduper:
