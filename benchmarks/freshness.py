@@ -1,9 +1,17 @@
 """Freshness: how long after its receipt a row is visible to a query, measured with a poller.
 
-A poller runs `SELECT max(receipt_ts) FROM trades` (what `%%lakesql` runs, through `Lake.sql`)
-back to back, recording when each answer arrived and the newest receipt it saw. Afterwards every
-stored row's receipt time r gets its visibility time: the arrival of the first answer whose newest
-receipt is >= r (rows arrive in receipt order from one feed loop). p50/p99 are over all rows.
+A poller runs `SELECT max(receipt_ts) FROM trades` through `Lake.sql` (what `%%lakesql` runs) over
+the live rows (`source="live"`) back to back, recording when each answer arrived and the newest
+receipt it saw. Afterwards every stored row's receipt time r gets its visibility time: the arrival
+of the first answer whose newest receipt is >= r (rows arrive in receipt order from one feed loop).
+p50/p99 are over all rows.
+
+Why the live rows only: when an answer shows a live row received at r, every row received before
+it is, at that instant, either still live or committed, so visible to any query over the whole
+table; the answer is a lower bound of what a full query sees (an empty live buffer, just after a
+flush, gives no answer: rows are then credited later, never earlier). Asking the same of the whole
+table makes the instrument scan all history each time (`max` has no Parquet shortcut), so its cost
+and its CPU use grow with the run: the first full runs measured that, see docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -20,9 +28,10 @@ __all__ = ["Poller", "visibility_latency"]
 class Poller:
     """Polls the lake from its own thread until `stop()`; `answers` = [(arrived_ns, newest receipt ns)]."""
 
-    def __init__(self, lake: Lake, pause_s: float = 0.0) -> None:
+    def __init__(self, lake: Lake, pause_s: float = 0.0, source: str = "live") -> None:
         self.lake = lake
         self.pause_s = pause_s
+        self.source = source
         self.answers: list[tuple[int, int]] = []
         self.query_s: list[float] = []
         self._stop = threading.Event()
@@ -40,7 +49,7 @@ class Poller:
         sql = "SELECT epoch_ns(max(receipt_ts)) AS r FROM trades"
         while not self._stop.is_set():
             t = time.perf_counter()
-            r = self.lake.sql(sql, to="arrow").column("r")[0].as_py()
+            r = self.lake.sql(sql, to="arrow", source=self.source).column("r")[0].as_py()
             self.query_s.append(time.perf_counter() - t)
             if r is not None:
                 self.answers.append((time.time_ns(), r))

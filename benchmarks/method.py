@@ -52,9 +52,15 @@ flusher does every 0.25 s), plus seal and flush per row; cryptofeed over the rea
 `../shared/data` for scale.
 
 **Freshness** (`freshness.py`): a poller runs `SELECT max(receipt_ts) FROM trades` through
-`lake.sql` (what `%%lakesql` runs) back to back; each stored row's latency = arrival of the first
-answer whose newest receipt >= the row's receipt, minus its receipt; p50/p99 over all rows. At 50k
-msg/s with a direct producer (`producer.py`: cryptofeed `Trade` objects through the lake's real
+`lake.sql` (what `%%lakesql` runs) over the live rows (`source="live"`), 50 ms between answers; each
+stored row's latency = arrival of the first answer whose newest receipt >= the row's receipt, minus
+its receipt; p50/p99 over all rows. Live rows only: when an answer shows a live row received at r,
+every row received before it is at that instant live or committed, so visible to a query over the
+whole table (a lower bound: an empty buffer just after a flush gives no answer, and rows are then
+credited later, never earlier). Runs before 2026-11-26 12:00 polled the whole table back to back:
+`max` has no Parquet shortcut, so every poll scanned all history (a cost that grew with the run)
+and each of dozens of polls a second sealed its own small batch, all in the interpreter that feeds
+the lake: the instrument's own load grew through the run. At 50k msg/s with a direct producer (`producer.py`: cryptofeed `Trade` objects through the lake's real
 callback from a thread with its own event loop) in a fresh process (`sustained.py`), default lake
 settings, RSS sampled every second.
 

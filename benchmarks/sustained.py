@@ -26,7 +26,7 @@ def sustained(root: Path, rate: float, seconds: float) -> dict:
     lake = Lake(root)
     started_ns = time.time_ns()
     producer = DirectProducer(lake, rate).start()
-    poller = Poller(lake).start()
+    poller = Poller(lake, pause_s=0.05).start()
     samples = []
     t0 = time.monotonic()
     while (elapsed := time.monotonic() - t0) < seconds:
