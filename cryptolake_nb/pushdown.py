@@ -40,6 +40,7 @@ class Rewrite:
     branch: str
     outer: str
     original: str  # the statement over SOURCE: binding it over the live rows gives names and types
+    columns: frozenset[str] | None = None  # the (lower-case) columns the branch reads; None: unknown
 
     def sql(self, history: str, live: str) -> str:
         both = f"{self.branch.replace(SOURCE, history)} UNION ALL {self.branch.replace(SOURCE, live)}"
@@ -66,7 +67,24 @@ def rewrite(sql: str, tree: dict[str, Any] | None, tables: set[str], deserialize
     texts = [deserialize(t) for t in (branch_tree, outer_tree, original_tree)]
     if any(t is None for t in texts) or texts[0].count(SOURCE) != 1 or texts[2].count(SOURCE) != 1:
         return None
-    return Rewrite(*texts)
+    return Rewrite(*texts, columns=_columns_read(branch_tree))
+
+
+def _columns_read(tree: Any) -> frozenset[str] | None:
+    """Every column name a parse tree refers to (None if it has a `*`, which reads them all)."""
+    names: set[str] = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class") == "STAR":
+                return None
+            if node.get("class") == "COLUMN_REF" and node.get("column_names"):
+                names.add(node["column_names"][-1].lower())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return frozenset(names)
 
 
 def _plan(node: dict, tables: set[str], templates: dict[str, dict]) -> tuple[dict, dict, dict] | None:

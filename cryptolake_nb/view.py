@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,12 +45,26 @@ def used_parameters(sql: str) -> list[str]:
     return sorted(set(_PARAM.findall(_STRIP.sub(" ", sql))))
 
 
+class _Session:
+    """One thread's DuckDB cursor and the text of each temporary view it has defined."""
+
+    __slots__ = ("cursor", "views", "__weakref__")
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self.cursor = cursor
+        self.views: dict[str, str] = {}
+
+
 class LakeView:
     """An embedded DuckDB that can read only the lake root, runs one SELECT per call.
 
     The database is locked down once at start (no file access outside the root, no config
-    changes, no extension loading); each query gets its own cursor with its own temporary views,
-    so concurrent queries on different threads never see each other's snapshots.
+    changes, no extension loading). Queries run on a cursor of their own thread with that
+    thread's temporary views, so concurrent queries on different threads never see each other's
+    snapshots. A view is re-created only when its text changes (the committed files changed): the
+    live rows are registered under a fixed name for each query and unregistered after it, so
+    the same view reads each query's own snapshot. Creating the view over the files cost about as
+    much as a `count(*)` over them.
     """
 
     def __init__(self, root: Path, *, threads: int | None = None) -> None:
@@ -68,10 +83,14 @@ class LakeView:
         self._db.execute("SET lock_configuration = true")
         self._lock = threading.Lock()
         self._closed = False
+        self._local = threading.local()  # .session: this thread's _Session
+        self._sessions: weakref.WeakSet[_Session] = weakref.WeakSet()
         self._file_columns: dict[str, frozenset[str]] = {}  # footers of files of another schema
         self._combine: dict[str, dict] | None = None  # pushdown.templates_from, made on first use
         self._trees = _Recent(256)  # statement -> json_serialize_sql text
         self._rewrites = _Recent(256)  # (statement, table) -> pushdown.Rewrite or None
+        self._results = _Recent(256)  # (statement, table, schemas, parameter types) -> (names, types)
+        self._histories = _Recent(64)  # (files, their schemas, live schema) -> SELECT over the files
 
     def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source],
               info: dict[str, Any] | None = None) -> pa.Table:
@@ -80,15 +99,16 @@ class LakeView:
         check_select(sql)
         bound = _bind(sql, params)
         used = _used(sql, sources)
-        cur = self._cursor()
+        session = self._session()
+        cur = session.cursor
         try:
-            pushed = self._pushed_down(cur, sql, bound, used)
+            pushed = self._pushed_down(session, sql, bound, used)
             if info is not None:
                 info["pushdown"] = pushed is not None
             if pushed is not None:
                 return _utc(pushed)
             for name, source in used.items():
-                self._define(cur, name, source)
+                self._define(session, name, source)
             rel = cur.sql(sql, params=bound) if bound else cur.sql(sql)
             return _utc(rel.to_arrow_table())
         except duckdb.InterruptException:
@@ -98,7 +118,11 @@ class LakeView:
         except duckdb.Error as exc:
             raise QueryError(_one_line(exc)) from None
         finally:
-            cur.close()
+            for name in used:  # the snapshot's rows are not kept alive by an idle cursor
+                try:
+                    cur.unregister(_live_name(name))
+                except duckdb.Error:
+                    pass
 
     def explain(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> str:
         """DuckDB's physical plan for `sql` over `sources`."""
@@ -106,7 +130,7 @@ class LakeView:
         cur = self._cursor()
         try:
             for name, source in _used(sql, sources).items():
-                self._define(cur, name, source)
+                self._define(_Session(cur), name, source)  # a throwaway session: a fresh cursor
             rows = cur.sql("EXPLAIN " + sql, params=_bind(sql, params) or None).fetchall()
             return "\n".join(r[1] for r in rows)
         except duckdb.Error as exc:
@@ -171,21 +195,51 @@ class LakeView:
                 raise QueryError("the lake is closed")
             return self._db.cursor()
 
-    def _define(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> None:
-        history, live = self._parts(cur, name, source)
+    def _session(self) -> _Session:
+        """This thread's session (made on first use, closed with the view or when the thread ends)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            cur = self._cursor()
+            session = _Session(cur)
+            weakref.finalize(session, cur.close)
+            with self._lock:
+                self._sessions.add(session)
+            self._local.session = session
+        elif self._closed:
+            raise QueryError("the lake is closed")
+        return session
+
+    def _view(self, session: _Session, name: str, body: str) -> None:
+        """Temporary view `name` AS `body` on the session's cursor, created only if its text changed."""
+        if session.views.get(name) != body:
+            session.views.pop(name, None)
+            session.cursor.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+            session.views[name] = body
+
+    def _define(self, session: _Session, name: str, source: Source) -> None:
+        history, live = self._parts(session.cursor, name, source)
         if history is None:
             body = f"SELECT * FROM {live}"
         elif source.live.num_rows:
             body = f"{history} UNION ALL SELECT {_columns(source)} FROM {live}"
         else:  # no live rows: no union (it would cost DuckDB's Parquet count(*) shortcut)
             body = history
-        cur.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+        self._view(session, name, body)
 
-    def _parts(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source) -> tuple[str | None, str]:
-        """(SELECT over the committed files in the live schema, or None without files; the registered
-        name of the live rows)."""
-        live = f"__live_{name}"
-        cur.register(live, source.live)
+    def _parts(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source,
+               live_rows: pa.Table | None = None) -> tuple[str | None, str]:
+        """(SELECT over the committed files in the live schema, or None without files; the name the
+        live rows are registered under: `live_rows`, by default all of them)."""
+        live = _live_name(name)
+        cur.register(live, source.live if live_rows is None else live_rows)
+        key = (source.files, source.schemas, source.live.schema)
+        history = self._histories.get(key, False)
+        if history is False:  # the same files are read by every query until the next commit
+            history = self._history(cur, source)
+            self._histories.put(key, history)
+        return history, live
+
+    def _history(self, cur: duckdb.DuckDBPyConnection, source: Source) -> str | None:
         names = source.live.schema.names
         cols = _columns(source)
         selects = []
@@ -199,13 +253,17 @@ class LakeView:
             selects.append(f"SELECT {cols} FROM read_parquet([{_listed(coded)}], hive_partitioning = false)")
         if other:  # another or an unknown schema: columns matched by name, a missing one reads as NULL
             present = self._columns_of(other)
-            types = [str(d[1]) for d in cur.execute(f"SELECT * FROM {live} LIMIT 0").description]
+            cur.register("__cl_types", source.live.schema.empty_table())  # `live` may be narrowed
+            try:
+                types = [str(d[1]) for d in cur.execute("SELECT * FROM __cl_types").description]
+            finally:
+                cur.unregister("__cl_types")
             fill = ", ".join(f'"{c}"' if c in present else f'CAST(NULL AS {t}) AS "{c}"' for c, t in zip(names, types))
             selects.append(f"SELECT {fill} FROM read_parquet([{_listed(other)}], hive_partitioning = false,"
                            " union_by_name = true)")
-        return (" UNION ALL ".join(selects) or None), live
+        return " UNION ALL ".join(selects) or None
 
-    def _pushed_down(self, cur: duckdb.DuckDBPyConnection, sql: str, bound: dict[str, Any],
+    def _pushed_down(self, session: _Session, sql: str, bound: dict[str, Any],
                      used: Mapping[str, Source]) -> pa.Table | None:
         """The result of `sql` with its aggregates computed below the live/history union (pushdown.py),
         or None when the statement does not have that shape or the rewrite would change its result type."""
@@ -221,18 +279,31 @@ class LakeView:
             self._rewrites.put(key, plan)
         if plan is None:
             return None
-        history, live = self._parts(cur, name, source)
-        cur.execute(f'CREATE OR REPLACE TEMP VIEW "__history_{name}" AS {history}')
+        cur = session.cursor
+        narrow = None
+        if plan.columns is not None:  # the live branch scans only what it reads (count(*) otherwise
+            names = source.live.schema.names  # converts every column of every live row)
+            narrow = source.live.select([c for c in names if c.lower() in plan.columns] or [_cheapest(source.live.schema)])
+        history, live = self._parts(cur, name, source, narrow)
+        self._view(session, f"__history_{name}", history)
+        history = f'"__history_{name}"'
+        # the original's result names and types, bound over the live rows: the same for every query
+        # of this statement over the same live schema with the same parameter types, so remembered
+        signature = (key, source.live.schema, tuple(sorted((k, type(v).__name__) for k, v in bound.items())))
         try:
-            want = cur.sql(plan.over(live), params=bound or None)  # bound, not run: the names and types
-            rel = cur.sql(plan.sql(f'"__history_{name}"', live), params=bound or None)
+            rel = cur.sql(plan.sql(history, live), params=bound or None)
+            want = self._results.get(signature)
+            if want is None:
+                bound_over_live = cur.sql(plan.over(live), params=bound or None)  # bound, not run
+                want = (tuple(bound_over_live.columns), tuple(map(str, bound_over_live.types)))
+                self._results.put(signature, want)
         except duckdb.Error:  # e.g. ORDER BY a column the rewritten outer query does not select
             log.debug("aggregate pushdown skipped: the rewrite does not bind", exc_info=True)
             return None
-        if rel.types != want.types or len(rel.columns) != len(want.columns):
-            log.debug("aggregate pushdown skipped: result types %s != %s", rel.types, want.types)
+        if tuple(map(str, rel.types)) != want[1] or len(rel.columns) != len(want[0]):
+            log.debug("aggregate pushdown skipped: result types %s != %s", rel.types, want[1])
             return None  # the caller defines the union view
-        return rel.to_arrow_table().rename_columns(want.columns)
+        return rel.to_arrow_table().rename_columns(list(want[0]))
 
     def _deserialize(self, tree: dict[str, Any]) -> str | None:
         cur = self._cursor()
@@ -265,7 +336,18 @@ class LakeView:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                for session in list(self._sessions):
+                    session.cursor.close()
                 self._db.close()
+
+
+def _cheapest(schema: pa.Schema) -> str:
+    """A column that costs least to scan (fixed width), for a statement that reads none (count(*))."""
+    return next((f.name for f in schema if pa.types.is_primitive(f.type) or pa.types.is_timestamp(f.type)), schema.names[0])
+
+
+def _live_name(table: str) -> str:
+    return f"__live_{table}"
 
 
 def _columns(source: Source) -> str:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from cryptolake_nb import ForbiddenQueryError, Lake, QueryError, TradeLake, vwap
@@ -152,3 +155,43 @@ def test_queries_run_in_utc_with_the_footer_cache_whatever_the_machines_time_zon
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lk")], env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
     assert out == ["UTC", "True", str(1_704_067_200 * 10**9)]
+
+
+def _trades(lake, n, first_id=0):
+    schema = lake.buffer("trades").schema
+    ids = np.arange(first_id, first_id + n)
+    ts = pa.array(1_700_000_000_000_000_000 + ids * 1_000_000, pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    return pa.table({"exchange": ["BINANCE"] * n, "symbol": ["BTC-USDT"] * n, "side": ["buy"] * n,
+                     "amount": np.ones(n), "price": 100.0 + ids % 7, "trade_id": ids.astype(str),
+                     "type": pa.nulls(n, pa.string()), "extra": pa.nulls(n, pa.string()), "ts": ts, "receipt_ts": ts},
+                    schema=schema)
+
+
+def _left_after_flush(root, query):
+    """Arrow bytes still allocated once 200k live rows are flushed (with or without queries before)."""
+    with Lake(root, autoflush=False) as lake:
+        lake.buffer("trades").append_batch(_trades(lake, 1_000))
+        lake.flush()
+        gc.collect()  # garbage of earlier tests must not be freed between the two readings
+        base = pa.total_allocated_bytes()
+        lake.buffer("trades").append_batch(_trades(lake, 200_000, first_id=1_000))
+        held = pa.total_allocated_bytes() - base
+        if query:  # an aggregate below the union, and the union view itself: both register the live rows
+            assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 201_000
+            assert lake.sql("SELECT count(DISTINCT trade_id) AS n FROM trades")["n"][0] == 201_000
+        lake.flush()  # the live rows leave the buffer (the dedup keys of course stay)
+        gc.collect()
+        left = pa.total_allocated_bytes() - base
+        if query:  # the same statements on the same thread see the new commit (views follow the files)
+            lake.buffer("trades").append_batch(_trades(lake, 10, first_id=201_000))
+            assert lake.sql("SELECT count(*) AS n FROM trades")["n"][0] == 201_010
+            assert lake.sql("SELECT count(DISTINCT trade_id) AS n FROM trades")["n"][0] == 201_010
+    with pytest.raises(QueryError, match="closed"):
+        lake.sql("SELECT count(*) AS n FROM trades")
+    return held, left
+
+
+def test_a_thread_reuses_its_views_yet_keeps_no_snapshot_after_a_query(tmp_path):
+    held, quiet = _left_after_flush(tmp_path / "a", query=False)
+    _, queried = _left_after_flush(tmp_path / "b", query=True)
+    assert queried - quiet < held / 10
