@@ -644,8 +644,9 @@ class Lake:
     def _on_sealed(self, table: str, batch: pa.RecordBatch) -> None:
         if self.health_stats is not None:
             self.health_stats.observe(table, batch)
-        self.gaps.observe(table, batch)
-        self.sequences.observe(table, batch)
+        with self.gaps.batch():  # one append for all the gaps a sealed batch shows
+            self.gaps.observe(table, batch)
+            self.sequences.observe(table, batch)
 
     def _kept_aside(self, rejects: list) -> None:
         self.rejects.add(rejects)

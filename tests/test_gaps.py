@@ -52,3 +52,20 @@ def test_ohlc_coverage_is_the_share_of_a_bucket_outside_gaps(lake, make_trade):
     # bucket 1: the reconnect [30, 75) and the silence [61, 125) overlap: merged, [60, 120) is all gap
     assert bars.coverage.tolist() == [0.5, 0.0, 1 - 5 / 60]
     assert lake.sql("SELECT cause FROM gaps WHERE cause = 'silence'")["cause"].tolist() == ["silence"]
+
+
+def test_a_sealed_batch_writes_its_gaps_in_one_append_and_one_warning(tmp_path, make_trade, caplog):
+    t0 = 1_700_000_000.0
+    with Lake(tmp_path / "lk", autoflush=False) as lake:
+        # every other id missing: a sequence break after each trade, as a mislisted exchange would show
+        put(lake, [(make_trade(100, 1, t0 + i, id=str(2 * i)), t0 + i) for i in range(500)])
+        with caplog.at_level("WARNING", logger="cryptolake_nb.gaps"):
+            lake.sql("SELECT count(*) FROM trades")  # seals: the gaps are found and recorded
+        breaks = lake.sql("SELECT count(*) AS n FROM gaps WHERE cause = 'sequence_break'")["n"][0]
+        assert breaks >= 490  # the last ranges wait for the grace period
+        lines = (tmp_path / "lk" / "_gaps" / "gaps.jsonl").read_text().splitlines()
+        assert len(lines) == breaks
+        warnings = [r for r in caplog.records if "sequence_break" in r.getMessage()]
+        assert len(warnings) == 1 and f"and {breaks - 1} more" in warnings[0].getMessage()
+    with Lake(tmp_path / "lk", autoflush=False) as lake:  # recorded for good
+        assert lake.sql("SELECT count(*) AS n FROM gaps WHERE cause = 'sequence_break'")["n"][0] >= breaks
