@@ -1,7 +1,7 @@
 """Freshness: how long after its receipt a row is visible to a query, measured with a poller.
 
 A poller runs `SELECT max(receipt_ts) FROM trades` through `Lake.sql` (what `%%lakesql` runs) over
-the live rows (`source="live"`) back to back, recording when each answer arrived and the newest
+the live rows (`source="live"`) with a pause between polls (50 ms in the benchmarks), recording when each answer arrived and the newest
 receipt it saw. Afterwards every stored row's receipt time r gets its visibility time: the arrival
 of the first answer whose newest receipt is >= r (rows arrive in receipt order from one feed loop).
 p50/p99 are over all rows.

@@ -83,37 +83,42 @@ since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git)
   appends, counters); measured inside the feed loop it costs more, because the retained `Trade`
   objects (with their `raw` dicts and Decimals) are kept alive until the seal instead of being freed
   at once: allocation and garbage-collector work the no-op callback never pays. The deferred seal
-  (convert, validate, dedup, journal, sequence and gap checks) was cut this session (dedup keys hashed
-  by polars instead of pandas, the sequence check grouped in numpy instead of a per-row loop, each
-  object's fields read once in one C loop, timestamps and strings converted in bulk: seal 6.04 -> 5.70
-  us/row between the two full runs of this harness), but it still runs in the same interpreter as the
-  feed loop.
+  (convert, validate, dedup, journal, sequence and gap checks) was cut (dedup keys hashed by polars
+  instead of pandas, the sequence check grouped in numpy instead of a per-row loop, each object's
+  fields read once in one C loop, timestamps and strings converted in bulk, dedup lookups per sorted
+  run: seal 6.04 -> 5.70 -> 5.04 us/row over the full runs of 2026-11-26 06:22, 09:10 and 12:16), but
+  it still runs in the same interpreter as the feed loop, and reading each `Trade`'s fields and
+  Decimals back out of Python objects alone costs a large part of cryptofeed's whole parse.
   Meeting 25% on trade frames needs conversion outside Python objects (cryptofeed's raw fields, or
   another process).
-- **Sustained 50k msg/s.** The first full run decayed as the dedup window filled (a whole-window
-  re-sort per sealed batch); that store is now sorted runs merged at 1/8 of the main run
-  (`python -m benchmarks.dedup_window`: 9.8 ms per 12.5k-key batch into an empty window, 21.8 ms at
-  5M keys, where the re-sort took 51.5 ms in the same run). The producer now holds the rate, but
-  freshness still worsens through the run (by third, above) while the 600 s dedup window fills (at
-  50k msg/s it reaches 30M keys, ~700 MB: the RSS slope) and files accumulate between compactions; the
-  per-batch dedup cost still grows with the window (merges in proportion to the main run), though
-  which of the two dominates was not isolated. Producer, callback, seal and the poller's queries share
-  one interpreter. A smaller default window (it only needs to cover reconnect replays) is the obvious
-  next step; it is a product decision, left open.
+- **Sustained 50k msg/s.** Met since the run of 2026-11-26 12:16 (p99 575 ms; 1401 ms at 09:10).
+  Profiling the 09:10 setup showed the freshness instrument itself growing: its poller asked
+  `max(receipt_ts)` of the whole table back to back, and `max` has no Parquet shortcut, so every
+  poll scanned all history (a cost growing with the run) and sealed its own small batch in the
+  interpreter that feeds the lake. The poller now reads the live rows, 50 ms apart (see Method: a
+  lower bound of whole-table visibility). Two product changes came out of the same profile: the
+  dedup key store merges sorted runs like a binary counter capped at 1M keys (a merge into its main
+  run sorted every key of the stream at once, a stall that grew as the 600 s window filled), and the flusher
+  merges runs of small sealed batches (queries handed DuckDB thousands of them). The runs were not
+  measured apart. Freshness still worsens through the run (by third, above) while the dedup
+  window and the compacted files grow: compaction rewrites up to 5M rows per partition on the
+  flusher thread, in the same process. A smaller default window (it only needs to cover reconnect
+  replays) remains a product decision, left open.
 - **1-minute bars vs ArcticDB.** One stream's bars are now computed over Arrow columns
   (`columnar_bars.py`): segment reductions over the stream's sorted rows, instead of DuckDB's grouped
   aggregate, which scans a symbol-day file's single row group on one thread. About a third of the
   remaining time is decoding the three ZSTD/dictionary columns; the rest is numpy and the pandas frame.
   The 1-s rollups what-if is no longer faster than this path, so rollups were not built.
-- **VWAP over every file, and `count(*)`, through the unified view.** Three changes this session:
-  files recorded with the live schema are read without `union_by_name` (it bound and scanned ~2x
-  slower), files whose paths hold the partition values unencoded are read as hive partitions
-  (exchange/symbol are constants per file: grouping on them is nearly free), and aggregates of the
-  common shape run below the live/history union (`pushdown.py`: DuckDB keeps its Parquet shortcuts,
-  count(*) from footers). Also fixed: DuckDB settings were per session, so every query cursor ran
-  without the Parquet footer cache (and in the machine's time zone). What remains is fixed per-query
-  work plain DuckDB does not do (the live snapshot, registering it, a TEMP view over the files, binding
-  the statement over it: a few ms), which a 5 ms `count(*)` cannot absorb within 1.3x.
+- **VWAP over every file, and `count(*)`, through the unified view.** Cross-symbol VWAP is met
+  (1.04x plain DuckDB at 12:16; 1.21x at 09:10, 2.13x in the first run): files with the live schema
+  are read without `union_by_name`, files whose paths hold the partition values unencoded as hive
+  partitions, and aggregates of the common shape run below the live/history union (`pushdown.py`).
+  `count(*)` with live rows went from 2.03x to 1.40x: each thread now keeps its DuckDB cursor and
+  re-creates a table's view only when the committed files change (before, every query created it,
+  binding every file), and the live branch of a pushed-down aggregate scans only the columns it reads
+  (DuckDB's Arrow scan converted every column for `count(*)`). What remains (~2 ms on a 5.5 ms
+  query) is the live snapshot and its registration, binding a statement with both parts, and the
+  Python around them; both sides use the same DuckDB API (`con.sql(...).to_arrow_table()`).
 - **Sections run under load** (see the load table) are pessimistic for everything measured in them,
   flush throughput in particular (fsync and ZSTD on a contended CPU).
 """
