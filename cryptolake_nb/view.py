@@ -106,7 +106,8 @@ class LakeView:
             if info is not None:
                 info["pushdown"] = pushed is not None
             if pushed is not None:
-                return _utc(pushed)
+                rel, names, _ = pushed
+                return _utc(rel.to_arrow_table().rename_columns(names))
             for name, source in used.items():
                 self._define(session, name, source)
             rel = cur.sql(sql, params=bound) if bound else cur.sql(sql)
@@ -125,14 +126,24 @@ class LakeView:
                     pass
 
     def explain(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> str:
-        """DuckDB's physical plan for `sql` over `sources`."""
+        """DuckDB's physical plan for `sql` over `sources`: of the statement `query` would run (with
+        its aggregates below the live/history union when they would be)."""
         check_select(sql)
         cur = self._cursor()
+        session = _Session(cur)  # a throwaway session on a fresh cursor
+        bound = _bind(sql, params)
+        used = _used(sql, sources)
         try:
-            for name, source in _used(sql, sources).items():
-                self._define(_Session(cur), name, source)  # a throwaway session: a fresh cursor
-            rows = cur.sql("EXPLAIN " + sql, params=_bind(sql, params) or None).fetchall()
-            return "\n".join(r[1] for r in rows)
+            pushed = self._pushed_down(session, sql, bound, used)
+            head = ""
+            if pushed is not None:
+                sql = pushed[2]
+                head = "aggregates computed below the live/history union (pushdown.py), then combined:\n"
+            else:
+                for name, source in used.items():
+                    self._define(session, name, source)
+            rows = cur.sql("EXPLAIN " + sql, params=bound or None).fetchall()
+            return head + "\n".join(r[1] for r in rows)
         except duckdb.Error as exc:
             raise QueryError(_one_line(exc)) from None
         finally:
@@ -264,9 +275,10 @@ class LakeView:
         return " UNION ALL ".join(selects) or None
 
     def _pushed_down(self, session: _Session, sql: str, bound: dict[str, Any],
-                     used: Mapping[str, Source]) -> pa.Table | None:
-        """The result of `sql` with its aggregates computed below the live/history union (pushdown.py),
-        or None when the statement does not have that shape or the rewrite would change its result type."""
+                     used: Mapping[str, Source]) -> tuple[duckdb.DuckDBPyRelation, list[str], str] | None:
+        """`sql` with its aggregates computed below the live/history union (pushdown.py), bound, not
+        run: (the relation, the original's column names, the rewritten statement); None when the
+        statement does not have that shape or the rewrite would change its result type."""
         if len(used) != 1:
             return None
         (name, source), = used.items()
@@ -290,8 +302,9 @@ class LakeView:
         # the original's result names and types, bound over the live rows: the same for every query
         # of this statement over the same live schema with the same parameter types, so remembered
         signature = (key, source.live.schema, tuple(sorted((k, type(v).__name__) for k, v in bound.items())))
+        rewritten = plan.sql(history, live)
         try:
-            rel = cur.sql(plan.sql(history, live), params=bound or None)
+            rel = cur.sql(rewritten, params=bound or None)
             want = self._results.get(signature)
             if want is None:
                 bound_over_live = cur.sql(plan.over(live), params=bound or None)  # bound, not run
@@ -303,7 +316,7 @@ class LakeView:
         if tuple(map(str, rel.types)) != want[1] or len(rel.columns) != len(want[0]):
             log.debug("aggregate pushdown skipped: result types %s != %s", rel.types, want[1])
             return None  # the caller defines the union view
-        return rel.to_arrow_table().rename_columns(list(want[0]))
+        return rel, list(want[0]), rewritten
 
     def _deserialize(self, tree: dict[str, Any]) -> str | None:
         cur = self._cursor()

@@ -118,3 +118,12 @@ def test_a_string_that_looks_like_our_names_is_left_alone(lake):
     sql = "SELECT count(*) AS n FROM trades WHERE symbol <> '__cl_parts'"
     assert lake.sql(sql)["n"][0] == 3 * (2 * 400 + 300)
     assert lake.queries[-1]["pushdown"] is False
+
+
+@pytest.mark.parametrize("sql", [PUSHED[0], NOT_PUSHED[0]])
+def test_explain_shows_the_plan_that_runs(lake, sql):
+    plan = lake.explain(sql, PARAMS).plan
+    lake.sql(sql, PARAMS)
+    pushed = lake.queries[-1]["pushdown"]
+    assert ("below the live/history union" in plan) is pushed
+    assert pushed is (sql in PUSHED)
