@@ -51,8 +51,8 @@ class _Window:
     hash collision never drops a row. Each batch adds a run; the newest runs are merged like a
     binary counter (a run is merged into the one before it while that one is no more than twice
     its size), up to RUN_CAP keys: adding costs O(log) moves per key, a lookup one binary search per
-    run, and no merge ever touches more than RUN_CAP keys, so neither grows with the window (a
-    merge of the whole window stalled the feed for ~0.6 s at 50k msg/s). Forgetting is exact (a
+    run, and no merge ever touches more than RUN_CAP keys, so neither grows with the window (the
+    previous store merged into one main run: a sort of every key of the stream at once). Forgetting is exact (a
     hit in a chunk that left the window does not count); a run is dropped whole once every chunk
     it indexes has left, and merges leave out what has left.
     """

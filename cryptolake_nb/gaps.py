@@ -68,7 +68,7 @@ class GapLog:
     def batch(self) -> Iterator[None]:
         """Gaps this thread records inside the block are written in one append and logged in one
         line per cause at its end: a stream whose every trade breaks the sequence records a gap per
-        trade, and one file open and log line each cost ~10x the trade's own seal."""
+        trade, and a file open and a log line per gap cost far more than sealing the trade."""
         if getattr(self._batches, "rows", None) is not None:
             yield  # nested: the outer block writes them
             return

@@ -63,8 +63,8 @@ class LakeView:
     thread's temporary views, so concurrent queries on different threads never see each other's
     snapshots. A view is re-created only when its text changes (the committed files changed): the
     live rows are registered under a fixed name for each query and unregistered after it, so
-    the same view reads each query's own snapshot. Creating the view over the files cost about as
-    much as a `count(*)` over them.
+    the same view reads each query's own snapshot (creating the view binds every file: a fixed cost
+    per query that a small query could not absorb).
     """
 
     def __init__(self, root: Path, *, threads: int | None = None) -> None:
@@ -89,7 +89,7 @@ class LakeView:
         self._combine: dict[str, dict] | None = None  # pushdown.templates_from, made on first use
         self._trees = _Recent(256)  # statement -> json_serialize_sql text
         self._rewrites = _Recent(256)  # (statement, table) -> pushdown.Rewrite or None
-        self._results = _Recent(256)  # (statement, table, schemas, parameter types) -> (names, types)
+        self._results = _Recent(256)  # ((statement, table), live schema, parameter types) -> (names, types)
         self._histories = _Recent(64)  # (files, their schemas, live schema) -> SELECT over the files
 
     def query(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source],
