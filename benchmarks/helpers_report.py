@@ -128,6 +128,6 @@ def markdown(result: dict) -> str:
               "average of 2-3 gave 10-30% lower ratios than quiet runs).",
               "- `--quick` (1M trades) is for checking that the benchmark runs: at that size the fixed per-query "
               "costs dominate and the ratios are not comparable with the targets, which are for 10M."]
-    lines += ["", f"Regenerate: `make bench` (or `.venv/bin/python -m benchmarks.helpers_bench --full`); the raw "
+    lines += ["", "Regenerate: `make bench` (or `.venv/bin/python -m benchmarks.helpers_bench --full`); the raw "
               "figures are in `benchmarks/results/helpers-full-*.json`.", ""]
     return "\n".join(lines)

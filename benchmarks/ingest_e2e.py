@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from cryptolake_nb import Lake
 
 from .freshness import Poller, visibility_latency

@@ -29,7 +29,7 @@ def sustained(root: Path, rate: float, seconds: float) -> dict:
     poller = Poller(lake, pause_s=0.05).start()
     samples = []
     t0 = time.monotonic()
-    while (elapsed := time.monotonic() - t0) < seconds:
+    while time.monotonic() - t0 < seconds:
         time.sleep(1.0)
         buffered = lake.buffer("trades").stats()
         samples.append({"t_s": round(time.monotonic() - t0, 2), "rss_mb": rss_bytes() / 2**20,
