@@ -103,16 +103,17 @@ def _time_weighted(rows: pa.Table, step: int | None, end_ns: int | None) -> pa.T
     bucket = np.zeros(n, np.int64) if step is None else t // step * step
     first = np.ones(n, bool)
     first[1:] = (s[1:] != s[:-1]) | (bucket[1:] != bucket[:-1])
-    last = np.ones(n, bool)
-    last[:-1] = first[1:]
-    if step is None:  # one bucket: the last trade holds until `end`; without one it has no weight
-        until = t if end_ns is None else np.full(n, end_ns, np.int64)
-    else:
-        until = bucket + step if end_ns is None else np.minimum(bucket + step, end_ns)
-    following = np.empty_like(t)
-    following[:-1] = t[1:]
-    weight = np.where(last, until, following) - t
     starts = np.flatnonzero(first)
+    # each trade holds until the next one (few temporaries: these arrays are as long as the rows)...
+    weight = np.empty_like(t)
+    np.subtract(t[1:], t[:-1], out=weight[:-1])
+    if n:  # ...except a bucket's last trade, which holds until the bucket ends (or `end`)
+        last = np.append(starts[1:] - 1, n - 1)
+        if step is None:  # one bucket: without `end` its last trade has no weight
+            until = t[last] if end_ns is None else np.full(len(last), end_ns, np.int64)
+        else:
+            until = bucket[last] + step if end_ns is None else np.minimum(bucket[last] + step, end_ns)
+        weight[last] = until - t[last]
     trades = np.diff(np.append(starts, n))
     if n:
         total = np.add.reduceat(weight, starts)
