@@ -70,7 +70,7 @@ class LakeView:
     def __init__(self, root: Path, *, threads: int | None = None) -> None:
         self.root = Path(root).resolve()
         self._db = duckdb.connect(":memory:")
-        # GLOBAL: every query runs on its own cursor, a new session that would not see a plain SET
+        # GLOBAL: queries run on cursors (one per thread), sessions of their own that would not see a plain SET
         # (queries ran in the machine's local time zone and re-read every Parquet footer)
         self._db.execute("SET GLOBAL TimeZone = 'UTC'")
         if threads:
