@@ -201,8 +201,8 @@ class LiveBuffer:
         """The buffered rows as one Arrow table with the table's schema."""
         return pa.Table.from_batches([s.batch for s in self.snapshot()], schema=self.schema)
 
-    def consolidate(self) -> int:
-        """Merge each run of MERGE_RUN or more small sealed batches (journaled alike) into one batch.
+    def consolidate(self, min_run: int = MERGE_RUN) -> int:
+        """Merge each run of `min_run` or more small sealed batches (journaled alike) into one batch.
 
         Queries seal what is pending each time they run, so a busy buffer collects thousands of
         small batches between flushes; every query hands them all to DuckDB, whose per-batch cost
@@ -219,7 +219,7 @@ class LiveBuffer:
             runs.append(run)
             run = [s] if s.batch.num_rows < SEAL_ROWS else []
         runs.append(run)
-        merged = {id(r[0]): (r, pa.concat_batches([s.batch for s in r])) for r in runs if len(r) >= MERGE_RUN}
+        merged = {id(r[0]): (r, pa.concat_batches([s.batch for s in r])) for r in runs if len(r) >= max(min_run, 2)}
         if not merged:
             return 0
         gone = 0

@@ -19,12 +19,13 @@ from feeding import put
 
 
 def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_trade):
-    """Rows carry ids 0..n-1 in arrival order: any duplicate or hole shows in the invariants."""
+    """Rows carry ids 0..n-1 in arrival order: any duplicate or hole shows in the invariants (small
+    sealed batches are merged between flushes, as the background flusher does, while readers run)."""
     lake = Lake(tmp_path / "lk", autoflush=False)
     stop = threading.Event()
     results: list[tuple] = []
     failures: list[str] = []
-    flushes = 0
+    flushes = merged = 0
 
     def ingest():
         cb = TradeLake(lake)
@@ -36,10 +37,12 @@ def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_tr
                 i += 1
         loop.close()
 
-    def flush():
-        nonlocal flushes
+    def flush():  # as the flusher thread does: merge small sealed batches between flushes
+        nonlocal flushes, merged
         deadline = time.monotonic() + 240
         while (flushes < 110 or len(results) < 200) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the readers seal a batch per query meanwhile
+            merged += lake.buffer("trades").consolidate(min_run=2)
             if lake.flush():
                 flushes += 1
 
@@ -62,6 +65,7 @@ def test_exactly_once_while_ingest_runs_and_100_flushes_commit(tmp_path, make_tr
     for t in threads:
         t.join(30)
     assert flushes >= 100
+    assert merged > 0, "no small sealed batches were merged while readers ran"
     assert len(results) >= 100, "readers ran too few queries to mean anything"
     assert failures == []
     assert _row(lake)[0] == lake.status()["tables"]["trades"]["buffer_appended"]
