@@ -168,7 +168,10 @@ def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | No
         f"SELECT {sym}, {_BUCKET} AS bucket,"
         f" {_FIRST} AS open, max(price) AS high, min(price) AS low,"
         f" {_LAST} AS close, sum(amount) AS volume, count(*) AS trades,"
-        " sum(price * amount) / sum(amount) AS vwap"
+        # the exact VWAP lies in [low, high]; the rounded quotient may not (by an ulp): clamped.
+        # x / 0 stays NULL (greatest/least would skip a NULL)
+        " CASE WHEN sum(amount) <> 0 THEN least(greatest(sum(price * amount) / sum(amount), min(price)),"
+        " max(price)) END AS vwap"
         f" FROM trades WHERE {where}{group}"
     )
     gap_filter = "(g.channel IS NULL OR g.channel = 'trades')"

@@ -115,13 +115,14 @@ def _reduce(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, step: int, sy
     empty = not len(first)
     volume = np.empty(0) if empty else np.add.reduceat(amount, first)
     notional = np.empty(0) if empty else np.add.reduceat(price * amount, first)
+    high = np.empty(0) if empty else np.maximum.reduceat(price, first)
+    low = np.empty(0) if empty else np.minimum.reduceat(price, first)
     with np.errstate(invalid="ignore", divide="ignore"):
-        vwap = notional / volume
+        vwap = np.clip(notional / volume, low, high)  # rounding must not leave [low, high] (as in SQL)
     return pa.table({
         "symbol": pa.array([symbol] * len(first), pa.string()),
         "bucket": pa.array(bucket, pa.int64()),
-        "open": price[first], "high": np.empty(0) if empty else np.maximum.reduceat(price, first),
-        "low": np.empty(0) if empty else np.minimum.reduceat(price, first), "close": price[last],
+        "open": price[first], "high": high, "low": low, "close": price[last],
         "volume": volume, "trades": pa.array(last - first + 1, pa.int64()),
         "vwap": pa.array(vwap, mask=volume == 0),  # SQL: x / 0 is NULL
     })

@@ -148,3 +148,17 @@ def test_helpers_prune_partitions_by_exchange_symbol_and_time(lake, make_trade):
     assert lake.queries[-1]["files"]["trades"] == 1 and bars.trades.sum() == 5 and (bars.open == 101).all()
     lake.sql("SELECT count(*) FROM trades")
     assert lake.queries[-1]["files"]["trades"] == 12
+
+
+def test_bar_vwap_never_leaves_low_high_by_rounding(lake, make_trade):
+    # 0.1 * 3 / 3 is 0.10000000000000002 in floating point: the exact VWAP is 0.1
+    assert 0.1 * 3 / 3 > 0.1
+    t0 = 1_700_000_000.0
+    put(lake, [make_trade(0.1, 3, t0, symbol="A-USDT", id="1"), make_trade(0.1, 3, t0, symbol="B-USDT", id="2")])
+    for stored in (False, True):  # live rows, then the same rows from files
+        one = ohlc("A-USDT", "1min", exchange="BINANCE", lake=lake)  # one stream: the columnar path
+        both = ohlc(["A-USDT", "B-USDT"], "1min", exchange="BINANCE", lake=lake)  # the SQL path
+        for bars in (one, both):
+            assert (bars.vwap == 0.1).all() and (bars.low == 0.1).all() and (bars.high == 0.1).all()
+        if not stored:
+            lake.flush()
