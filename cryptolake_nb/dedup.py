@@ -78,13 +78,12 @@ class _Window:
         row = where & 0xFFFFFFFF
         return tuple(keys.column(c)[row].as_py() for c in range(keys.num_columns))
 
-    def candidates(self, h: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Per run with a hash hit: (rows of `h` with a hit, first hit position, its hashes, where)."""
+    def candidates(self, order: np.ndarray, probes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per run with a hash hit: (rows of `h` with a hit, first hit position, its hashes, where), for
+        `probes` = h[order] sorted (each binary search then starts near the last one)."""
         out = []
-        if not self.runs or not len(h):
+        if not self.runs or not len(probes):
             return out
-        order = np.argsort(h)  # sorted probes: each binary search starts near the last one
-        probes = h[order]
         for run in self.runs:
             pos = np.minimum(np.searchsorted(run.hashes, probes), len(run) - 1)
             hit = np.flatnonzero(run.hashes[pos] == probes)
@@ -197,7 +196,9 @@ class Deduper:
         """Which of `rows` (in arrival order) carry a key seen neither in the window nor earlier in the batch."""
         fresh = np.ones(len(rows), dtype=bool)
         h = hashes[rows]
-        for hit, first, sorted_hashes, where in window.candidates(h):
+        order = np.argsort(h)
+        probes = h[order]  # sorted once: for the window's runs and for repeats within the batch
+        for hit, first, sorted_hashes, where in window.candidates(order, probes):
             for i, p in zip(hit, first):  # confirm each hit on the real key
                 if not fresh[i]:
                     continue
@@ -207,8 +208,8 @@ class Deduper:
                         fresh[i] = False
                         break
                     p += 1
-        if len(h) < 2 or not (np.diff(np.sort(h)) == 0).any():
-            return fresh  # no hash twice in the batch (the usual case): one sort, no unique/setdiff
+        if len(h) < 2 or not (np.diff(probes) == 0).any():
+            return fresh  # no hash twice in the batch (the usual case): no unique/setdiff
         _, first_seen = np.unique(h, return_index=True)
         repeats = np.setdiff1d(np.arange(len(rows)), first_seen)
         for i in repeats:  # same hash earlier in this batch: a repeat if some earlier row has this key
