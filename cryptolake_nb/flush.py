@@ -170,6 +170,13 @@ class Flusher:
             self._thread.join(timeout)
             self._thread = None
 
+    def _relieve(self) -> None:
+        """The memory guard's spill/drop, never between a flush's snapshot and its drop (a `lake.flush()`
+        on another thread would commit rows the guard also takes out and records as dropped)."""
+        if self.guard is not None:
+            with self._flush_lock:
+                self.guard.relieve()
+
     def _run(self, poll: float) -> None:
         backoff = poll
         retry_at = 0.0  # while storage fails, flushes wait for this (sealing does not)
@@ -184,8 +191,7 @@ class Flusher:
                     with self._flush_lock:  # no flush between its snapshot and its drop (see consolidate)
                         buf.consolidate()
                 if self._clock.monotonic() < retry_at:
-                    if self.guard is not None:
-                        self.guard.relieve()
+                    self._relieve()
                     continue
                 due = self.due()
                 if self.guard is not None and self.guard.over():
@@ -204,8 +210,7 @@ class Flusher:
                 backoff = min(max(backoff * 2, poll), self.max_backoff)
                 retry_at = self._clock.monotonic() + backoff
                 log.error("flush failed, rows stay in the buffer; retrying in %.1f s: %s", backoff, str(exc))  # str: a kept record must not pin the rows
-                if self.guard is not None:
-                    self.guard.relieve()
+                self._relieve()
                 if self._on_error is not None:
                     self._on_error(exc)
             except Exception as exc:  # never let the flusher die silently
