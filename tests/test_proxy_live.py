@@ -190,7 +190,8 @@ def test_proxy_down_is_reported_by_name_without_credentials(scheme: str, sim: Ex
         lake.subscribe("BINANCE", ["BTC-USDT"], ["trades"], simulator=sim, proxy=url, retries=2, reconnect=FAST)
         lake.start()
         try:
-            wait_for(lambda: lake.status()["feeds"][0]["state"] == "failed", what="the feed to fail")
+            wait_for(lambda: lake.status()["feeds"][0]["state"] == "failed"  # the collector notices after the feed
+                     and lake.status()["collector"]["state"] == "failed", what="the feed and the collector to fail")
             status = lake.status()
             gaps = lake.sql("SELECT cause, channel, symbol, detail FROM gaps").to_dict("records")
         finally:
