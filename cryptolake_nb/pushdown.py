@@ -13,6 +13,8 @@ count/sum/min/max and scalar arithmetic, the statement is rewritten:
 
 count combines by sum, sum by sum, min by min, max by max; names and types of the result are the
 original statement's (checked before the rewrite is used). Anything else is left to the union view.
+When every aggregate is count(*) and there is no WHERE and no GROUP BY, the live branch is a constant
+row (`Rewrite.counted`): the live row count is known without a scan, as Parquet's is from metadata.
 The trees are DuckDB's own (json_serialize_sql / json_deserialize_sql): no SQL is parsed here.
 """
 from __future__ import annotations
@@ -41,10 +43,18 @@ class Rewrite:
     outer: str
     original: str  # the statement over SOURCE: binding it over the live rows gives names and types
     columns: frozenset[str] | None = None  # the (lower-case) columns the branch reads; None: unknown
+    counts_only: int = 0  # > 0: the branch is this many count(*) over all rows (no WHERE, no GROUP BY)
 
     def sql(self, history: str, live: str) -> str:
         both = f"{self.branch.replace(SOURCE, history)} UNION ALL {self.branch.replace(SOURCE, live)}"
         return f"WITH {PARTS} AS ({both}) {self.outer}"
+
+    def counted(self, history: str, live_rows: int) -> str:
+        """`sql` with the live branch as the constant row of its counts (only when `counts_only`)."""
+        if not self.counts_only:
+            raise ValueError("the branch is not count(*) only")
+        row = ", ".join(f"CAST({int(live_rows)} AS BIGINT) AS __a{i}" for i in range(self.counts_only))
+        return f"WITH {PARTS} AS ({self.branch.replace(SOURCE, history)} UNION ALL SELECT {row}) {self.outer}"
 
     def over(self, view: str) -> str:
         """The original statement over `view`."""
@@ -67,7 +77,17 @@ def rewrite(sql: str, tree: dict[str, Any] | None, tables: set[str], deserialize
     texts = [deserialize(t) for t in (branch_tree, outer_tree, original_tree)]
     if any(t is None for t in texts) or texts[0].count(SOURCE) != 1 or texts[2].count(SOURCE) != 1:
         return None
-    return Rewrite(*texts, columns=_columns_read(branch_tree))
+    return Rewrite(*texts, columns=_columns_read(branch_tree), counts_only=_counts_only(plan[0]))
+
+
+def _counts_only(branch: dict) -> int:
+    """The number of select items when each is count(*) and the branch has no WHERE and no GROUP BY."""
+    items = branch.get("select_list") or []
+    if branch.get("where_clause") or branch.get("group_expressions") or not items:
+        return 0
+    ok = all(i.get("class") == "FUNCTION" and i.get("function_name") == "count_star" and not i.get("arguments")
+             and not i.get("filter") and not i.get("distinct") for i in items)
+    return len(items) if ok else 0
 
 
 def _columns_read(tree: Any) -> frozenset[str] | None:

@@ -48,11 +48,25 @@ def used_parameters(sql: str) -> list[str]:
 class _Session:
     """One thread's DuckDB cursor and the text of each temporary view it has defined."""
 
-    __slots__ = ("cursor", "views", "__weakref__")
+    __slots__ = ("cursor", "views", "live", "__weakref__")
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection) -> None:
         self.cursor = cursor
         self.views: dict[str, str] = {}
+        self.live: set[str] = set()  # names of live rows registered for the running query
+
+    def register(self, name: str, rows: pa.Table) -> None:
+        self.cursor.register(name, rows)
+        self.live.add(name)
+
+    def release(self) -> None:
+        """Unregister the query's live rows: an idle cursor keeps no snapshot alive."""
+        for name in self.live:
+            try:
+                self.cursor.unregister(name)
+            except duckdb.Error:
+                pass
+        self.live.clear()
 
 
 class LakeView:
@@ -119,11 +133,7 @@ class LakeView:
         except duckdb.Error as exc:
             raise QueryError(_one_line(exc)) from None
         finally:
-            for name in used:  # the snapshot's rows are not kept alive by an idle cursor
-                try:
-                    cur.unregister(_live_name(name))
-                except duckdb.Error:
-                    pass
+            session.release()
 
     def explain(self, sql: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source]) -> str:
         """DuckDB's physical plan for `sql` over `sources`: of the statement `query` would run (with
@@ -228,7 +238,7 @@ class LakeView:
             session.views[name] = body
 
     def _define(self, session: _Session, name: str, source: Source) -> None:
-        history, live = self._parts(session.cursor, name, source)
+        history, live = self._parts(session, name, source)
         if history is None:
             body = f"SELECT * FROM {live}"
         elif source.live.num_rows:
@@ -237,18 +247,20 @@ class LakeView:
             body = history
         self._view(session, name, body)
 
-    def _parts(self, cur: duckdb.DuckDBPyConnection, name: str, source: Source,
-               live_rows: pa.Table | None = None) -> tuple[str | None, str]:
+    def _parts(self, session: _Session, name: str, source: Source) -> tuple[str | None, str]:
         """(SELECT over the committed files in the live schema, or None without files; the name the
-        live rows are registered under: `live_rows`, by default all of them)."""
+        live rows are registered under)."""
         live = _live_name(name)
-        cur.register(live, source.live if live_rows is None else live_rows)
+        session.register(live, source.live)
+        return self._history_of(session.cursor, source), live
+
+    def _history_of(self, cur: duckdb.DuckDBPyConnection, source: Source) -> str | None:
         key = (source.files, source.schemas, source.live.schema)
         history = self._histories.get(key, False)
         if history is False:  # the same files are read by every query until the next commit
             history = self._history(cur, source)
             self._histories.put(key, history)
-        return history, live
+        return history
 
     def _history(self, cur: duckdb.DuckDBPyConnection, source: Source) -> str | None:
         names = source.live.schema.names
@@ -292,21 +304,23 @@ class LakeView:
         if plan is None:
             return None
         cur = session.cursor
-        narrow = None
-        if plan.columns is not None:  # the live branch scans only what it reads (count(*) otherwise
-            names = source.live.schema.names  # converts every column of every live row)
-            narrow = source.live.select([c for c in names if c.lower() in plan.columns] or [_cheapest(source.live.schema)])
-        history, live = self._parts(cur, name, source, narrow)
-        self._view(session, f"__history_{name}", history)
+        live = _live_name(name)
+        self._view(session, f"__history_{name}", self._history_of(cur, source))
         history = f'"__history_{name}"'
         # the original's result names and types, bound over the live rows: the same for every query
         # of this statement over the same live schema with the same parameter types, so remembered
         signature = (key, source.live.schema, tuple(sorted((k, type(v).__name__) for k, v in bound.items())))
-        rewritten = plan.sql(history, live)
+        want = self._results.get(signature)
+        if plan.counts_only:  # the live rows are only counted: their number is known, not scanned
+            rewritten = plan.counted(history, source.live.num_rows)
+        else:
+            session.register(live, _narrowed(source.live, plan.columns))
+            rewritten = plan.sql(history, live)
         try:
             rel = cur.sql(rewritten, params=bound or None)
-            want = self._results.get(signature)
             if want is None:
+                if live not in session.live:
+                    session.register(live, _narrowed(source.live, plan.columns))
                 bound_over_live = cur.sql(plan.over(live), params=bound or None)  # bound, not run
                 want = (tuple(bound_over_live.columns), tuple(map(str, bound_over_live.types)))
                 self._results.put(signature, want)
@@ -352,6 +366,14 @@ class LakeView:
                 for session in list(self._sessions):
                     session.cursor.close()
                 self._db.close()
+
+
+def _narrowed(live: pa.Table, columns: frozenset[str] | None) -> pa.Table:
+    """The live rows with only `columns` (all when None): DuckDB's Arrow scan converts every column it
+    is given (count(*) over all of them cost a conversion of each)."""
+    if columns is None:
+        return live
+    return live.select([c for c in live.schema.names if c.lower() in columns] or [_cheapest(live.schema)])
 
 
 def _cheapest(schema: pa.Schema) -> str:
