@@ -17,6 +17,7 @@ from ._sqlargs import (Filters, check_choice, check_to, filters, finish, order_k
                        with_ts)
 from .columnar_bars import stream_bars
 from .errors import ConfigError
+from .time_weighted import time_weighted
 from .lake import Output, active_lake
 
 if TYPE_CHECKING:
@@ -81,70 +82,11 @@ def twap(symbols: str | list[str], interval: Any = None, *, exchange: str | None
     index, names = f.symbol_index
     rows = lake.query_arrow(f"SELECT {index} AS s, epoch_ns(ts) AS t, epoch_ns(receipt_ts) AS r, price FROM trades"
                             f" WHERE {f.where}", f.params, **f.prune)
-    table = _time_weighted(rows, step, f.end_ns)
+    table = time_weighted(rows, step, f.end_ns)
     table = table.set_column(0, "symbol", pc.take(pa.array(names, pa.string()), table.column("s")))
     if interval is None:
         return _scalar(table.drop_columns(["bucket"]), "twap", single, to)
     return finish(with_ts(table), single, to)
-
-
-def _time_weighted(rows: pa.Table, step: int | None, end_ns: int | None) -> pa.Table:
-    """`s, bucket, twap, trades` from the trades' `s, t, r, price`, sorted by (s, bucket).
-
-    The weights need each trade's successor, i.e. an order. numpy's stable sort runs in near-linear
-    time on the query's output, which arrives as the files' already time-sorted runs; a DuckDB window
-    (lead() OVER (PARTITION BY ... ORDER BY ts, receipt_ts)) sorted the same rows four times slower.
-    """
-    s, t = rows.column("s").to_numpy(), rows.column("t").to_numpy()
-    order = _sort_order(s, t, rows.column("r").to_numpy())
-    s, t = s[order], t[order]
-    price = rows.column("price").to_numpy()[order]
-    n = len(t)
-    bucket = np.zeros(n, np.int64) if step is None else t // step * step
-    first = np.ones(n, bool)
-    first[1:] = (s[1:] != s[:-1]) | (bucket[1:] != bucket[:-1])
-    starts = np.flatnonzero(first)
-    # each trade holds until the next one (few temporaries: these arrays are as long as the rows)...
-    weight = np.empty_like(t)
-    np.subtract(t[1:], t[:-1], out=weight[:-1])
-    if n:  # ...except a bucket's last trade, which holds until the bucket ends (or `end`)
-        last = np.append(starts[1:] - 1, n - 1)
-        if step is None:  # one bucket: without `end` its last trade has no weight
-            until = t[last] if end_ns is None else np.full(len(last), end_ns, np.int64)
-        else:
-            until = bucket[last] + step if end_ns is None else np.minimum(bucket[last] + step, end_ns)
-        weight[last] = until - t[last]
-    trades = np.diff(np.append(starts, n))
-    if n:
-        total = np.add.reduceat(weight, starts)
-        weighted = np.add.reduceat(price * weight, starts) / np.where(total > 0, total, 1)
-        value = np.where(total > 0, weighted, np.add.reduceat(price, starts) / trades)
-    else:
-        value = np.zeros(0)
-    return pa.table({"s": pa.array(s[starts], pa.int32()), "bucket": pa.array(bucket[starts], pa.int64()),
-                     "twap": pa.array(value, pa.float64()), "trades": pa.array(trades, pa.int64())})
-
-
-def _sort_order(s: np.ndarray, t: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Indices sorting rows by (s, t, r). One stable argsort of an int64 key packing s above t (when
-    it fits, always for a few years of data), then only the rows tied on (s, t) re-sorted by r."""
-    if not len(t):
-        return np.zeros(0, np.int64)
-    low = int(t.min())
-    bits = (int(t.max()) - low).bit_length()
-    if bits + int(s.max()).bit_length() > 62:
-        return np.lexsort((r, t, s))
-    key = (s.astype(np.int64) << bits) | (t - low)
-    order = np.argsort(key, kind="stable")
-    ranked = key[order]
-    tied = np.zeros(len(t), bool)
-    same = ranked[1:] == ranked[:-1]
-    tied[1:] |= same
-    tied[:-1] |= same
-    if tied.any():  # groups of equal (s, t) stay in place; within each, by receipt time
-        inside = order[tied]
-        order[tied] = inside[np.lexsort((r[inside], key[inside]))]
-    return order
 
 
 def ohlc(symbols: str | list[str], interval: Any = "1min", *, exchange: str | None = None, start: Any = None,
