@@ -6,9 +6,9 @@ each trade's successor, i.e. an order: one stable argsort of an int64 key that p
 the time (numpy's timsort runs in near-linear time on the query's output, which arrives as the files'
 time-sorted runs; a DuckDB window `lead() OVER (PARTITION BY .. ORDER BY ts, receipt_ts)` sorted the
 same rows four times slower). Everything after the sort walks the sorted rows in chunks of `CHUNK`
-and keeps per-bucket partial sums, merged at the end: no temporary as long as the rows but the key
-and the order (on this machine's VM, first touches of fresh memory made whole-length temporaries the
-slowest and the most variable part of a 10M-row call).
+and keeps per-bucket partial sums, merged at the end: no temporary as long as the rows but the key,
+the order and the prices (a dozen whole-length temporaries, ~1 GB for 10M trades, were the slowest and
+most variable part of a call, the more so right after another large computation had freed its memory).
 """
 from __future__ import annotations
 
