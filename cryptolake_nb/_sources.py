@@ -24,7 +24,7 @@ from .view import used_parameters
 if TYPE_CHECKING:
     from .lake import Lake
 
-__all__ = ["Input", "Part", "RESERVED", "as_input", "run"]
+__all__ = ["Input", "Part", "RESERVED", "as_input", "run", "run_each"]
 
 RESERVED = "__cl_"  # prefix of the helpers' internal column names
 ROW = RESERVED + "row"  # input order of a frame's rows, for deterministic ties
@@ -85,8 +85,7 @@ def run(parts: list[Part], body: str, params: Mapping[str, Any], lake: "Lake | N
     """`WITH <parts> <body>`, in the lake when every part is a lake table, else in a private DuckDB."""
     if all(p.input.table for p in parts):
         prune = _weakest([p.prune for p in parts])
-        ctes = ", ".join(f"{p.key} AS (SELECT {p.columns} FROM {p.input.table} WHERE {p.where})" for p in parts)
-        return active_lake(lake).query_arrow(f"WITH {ctes} {body}", params, **prune)
+        return active_lake(lake).query_arrow(f"WITH {_ctes(parts)} {body}", params, **prune)
     tables: dict[str, pa.Table] = {}
     ctes = []
     for p in parts:
@@ -99,6 +98,18 @@ def run(parts: list[Part], body: str, params: Mapping[str, Any], lake: "Lake | N
             tables[name] = p.input.frame
             ctes.append(f"{p.key} AS (SELECT {p.columns} FROM {name} WHERE {p.where})")
     return _local(f"WITH {', '.join(ctes)} {body}", params, tables)
+
+
+def run_each(statements: list[tuple[list[Part], str]], params: Mapping[str, Any], lake: "Lake | None") -> list[pa.Table]:
+    """`WITH <parts> <body>` for each (parts, body), over one snapshot of the lake (lake tables only)."""
+    if not all(p.input.table for parts, _ in statements for p in parts):
+        raise ConfigError("run_each reads lake tables only")
+    prune = _weakest([p.prune for parts, _ in statements for p in parts])
+    return active_lake(lake).query_each([f"WITH {_ctes(parts)} {body}" for parts, body in statements], params, **prune)
+
+
+def _ctes(parts: list[Part]) -> str:
+    return ", ".join(f"{p.key} AS (SELECT {p.columns} FROM {p.input.table} WHERE {p.where})" for p in parts)
 
 
 def _weakest(prunes: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._sources import ROW, Input, Part, as_input, run
+from ._sources import ROW, Input, Part, as_input, run, run_each
 from ._sqlargs import Filters, check_to, filters, ident, name_list, parse_interval, quote, symbol_list
 from .errors import ConfigError
 from .lake import Output, convert
@@ -91,20 +91,13 @@ def _one_stream(parts: list[Part], left_names: list[str], out_names: list[str], 
     """The as-of join of two lake tables with no key left to match (one stream each side), by
     numpy `searchsorted` on one snapshot of both sides.
 
-    DuckDB's ASOF sorts the left rows with all their columns, then ORDER BY sorts them again; here one
-    statement returns both sides (left rows first, as DuckDB keeps insertion order: checked, else
-    filtered), the left rows usually already in time order (the files' order), and only the right
-    side's times are sorted: about half the time for a day or more of trades.
+    DuckDB's ASOF sorts the left rows with all their columns, then ORDER BY sorts them again; here the
+    two sides are read as they are, by two statements over one snapshot (one UNION ALL BY NAME
+    statement padded each side with the other's columns as NULLs), the left rows usually already in
+    time order (the files' order), and only the right side's times are sorted.
     """
-    picked = ", ".join(f"__cl_c{i}" for i in range(len(out_names)))
-    both = run(parts, f"SELECT *, false AS __cl_right FROM l UNION ALL BY NAME SELECT {picked}{', ' if picked else ''}"
-                      "__cl_t, true AS __cl_right FROM r", params, lake)
-    is_right = both.column("__cl_right").to_numpy(zero_copy_only=False).astype(bool)
-    n_left = int((~is_right).sum())
-    if is_right[:n_left].any():  # not in insertion order after all: split by the flag
-        left, right = both.filter(pa.array(~is_right)), both.filter(pa.array(is_right))
-    else:
-        left, right = both.slice(0, n_left), both.slice(n_left)
+    picked = "".join(f"__cl_c{i}, " for i in range(len(out_names)))
+    left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")], params, lake)
     lt = left.column("__cl_t").to_numpy()
     if len(lt) > 1 and not (lt[1:] >= lt[:-1]).all():
         order = np.argsort(lt, kind="stable")

@@ -79,6 +79,12 @@ def convert(table: pa.Table, to: Output) -> Any:
     raise ConfigError(f"to must be 'pandas', 'polars' or 'arrow', got {to!r}")
 
 
+def _to_seal(read: set[str] | None) -> set[str] | None:
+    """The tables a statement reading `read` needs sealed (None: all; bookkeeping rows, gaps and
+    quarantine, come from sealing every table)."""
+    return None if read is None or read & {"gaps", "quarantine"} else read
+
+
 class Lake:
     """A tick store rooted at a directory: live buffers, Parquet history, one DuckDB view per table.
 
@@ -358,9 +364,8 @@ class Lake:
         check_select(query)  # refused before anything is sealed or snapshotted
         ticket = self._retirer.begin_query()
         try:
-            read = names = tables_in(query)
-            if names is not None and names & {"gaps", "quarantine"}:
-                names = None  # bookkeeping rows come from sealing every table
+            read = tables_in(query)
+            names = _to_seal(read)
             filters = self._sql_filters(query, params, names, source)
             sources = self.sources(tables=names, source=source, filters=filters, **prune)  # seal only what is read
             engine_started = time.perf_counter()
@@ -372,6 +377,30 @@ class Lake:
         entry = self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
         entry.update(duckdb_ms=duckdb_ms, source=source, **info)
         return result, entry
+
+    def query_each(self, queries: Sequence[str], params: Mapping[str, Any] | None = None, *,
+                   source: SourceKind = "all", **prune: Any) -> list[pa.Table]:
+        """Several SELECTs over one snapshot, each seeing the same live rows and committed files (e.g.
+        the two sides of a join, read apart). `prune` must hold for every statement: their own WHERE
+        clauses skip no files here (what one statement's WHERE rules out another may read)."""
+        for query in queries:
+            check_select(query)
+        reads = [tables_in(q) for q in queries]
+        ticket = self._retirer.begin_query()
+        try:
+            names = None if any(r is None for r in reads) else _to_seal(set().union(*reads))
+            sources = self.sources(tables=names, source=source, **prune)
+            out = []
+            for query, read in zip(queries, reads):
+                started = time.perf_counter()
+                info: dict[str, Any] = {}
+                out.append(self._view.query(query, params, sources, info))
+                ms = (time.perf_counter() - started) * 1e3
+                entry = self.queries.record(query, ms, out[-1].num_rows, sources, read)
+                entry.update(duckdb_ms=ms, source=source, **info)
+        finally:
+            self._retirer.end_query(ticket)
+        return out
 
     def _sql_filters(self, query: str, params: Mapping[str, Any] | None, names: set[str] | None,
                      source: SourceKind) -> dict[str, Prune]:
@@ -396,7 +425,7 @@ class Lake:
         keeps of those available (and the live rows), with DuckDB's plan."""
         check_select(query)
         read = tables_in(query)
-        names = None if read is None or read & {"gaps", "quarantine"} else read
+        names = _to_seal(read)
         filters = self._sql_filters(query, params, names, source)
         base = Prune.of(**prune)
         scans, sources = [], {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}

@@ -199,3 +199,36 @@ def test_a_thread_reuses_its_views_yet_keeps_no_snapshot_after_a_query(tmp_path)
     held, quiet = _left_after_flush(tmp_path / "a", query=False)
     _, queried = _left_after_flush(tmp_path / "b", query=True)
     assert queried - quiet < held / 10
+
+
+def test_query_each_runs_every_statement_over_one_snapshot(tmp_path):
+    """While rows keep arriving and flushing, statements run by one `query_each` see the same rows."""
+    with Lake(tmp_path / "lk", autoflush=False) as lake:
+        stop = threading.Event()
+
+        def write():
+            at = 0
+            while not stop.is_set():
+                lake.buffer("trades").append_batch(_trades(lake, 500, at))
+                at += 500
+                if at % 2000 == 0:
+                    lake.flush()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            seen = set()
+            for _ in range(40):
+                a, b = lake.query_each(["SELECT count(*) AS n FROM trades",
+                                        "SELECT count(*) AS n, max(CAST(trade_id AS BIGINT)) + 1 AS m FROM trades"])
+                n, (n2, m) = a.column("n")[0].as_py(), b.to_pylist()[0].values()
+                assert n == n2 == (m or 0)
+                seen.add(n)
+        finally:
+            stop.set()
+            writer.join()
+        assert len(seen) > 5  # the rows did change between calls
+        assert [lake.queries[i]["sql"] for i in (-2, -1)] == ["SELECT count(*) AS n FROM trades",
+                                                         "SELECT count(*) AS n, max(CAST(trade_id AS BIGINT)) + 1 AS m FROM trades"]
+        with pytest.raises(ForbiddenQueryError):
+            lake.query_each(["SELECT 1", "DROP TABLE trades"])
