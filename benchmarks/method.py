@@ -86,12 +86,14 @@ since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git)
   (convert, validate, dedup, journal, sequence and gap checks) was cut (dedup keys hashed by polars
   instead of pandas, the sequence check grouped in numpy instead of a per-row loop, each object's
   fields read once in one C loop, timestamps and strings converted in bulk, dedup lookups per sorted
-  run: seal 6.04 -> 5.70 -> 5.04 us/row over the full runs of 2026-11-26 06:22, 09:10 and 12:16), but
+  run: seal 6.04 -> 5.70 -> 5.04 us/row over the full runs of 2026-11-26 06:22, 09:10 and 12:16;
+  5.29 at 14:52, whose sections ran at a load average of 1.4-1.9 with no change to this path), but
   it still runs in the same interpreter as the feed loop, and reading each `Trade`'s fields and
   Decimals back out of Python objects alone costs a large part of cryptofeed's whole parse.
   Meeting 25% on trade frames needs conversion outside Python objects (cryptofeed's raw fields, or
   another process).
-- **Sustained 50k msg/s.** Met since the run of 2026-11-26 12:16 (p99 575 ms; 1401 ms at 09:10).
+- **Sustained 50k msg/s.** Met since the run of 2026-11-26 12:16 (p99 575 ms; 517 ms at 14:52; 1401 ms
+  at 09:10).
   Profiling the 09:10 setup showed the freshness instrument itself growing: its poller asked
   `max(receipt_ts)` of the whole table back to back, and `max` has no Parquet shortcut, so every
   poll scanned all history (a cost growing with the run) and sealed its own small batch in the
@@ -109,16 +111,18 @@ since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git)
   aggregate, which scans a symbol-day file's single row group on one thread. About a third of the
   remaining time is decoding the three ZSTD/dictionary columns; the rest is numpy and the pandas frame.
   The 1-s rollups what-if is no longer faster than this path, so rollups were not built.
-- **VWAP over every file, and `count(*)`, through the unified view.** Cross-symbol VWAP is met
-  (1.04x plain DuckDB at 12:16; 1.21x at 09:10, 2.13x in the first run): files with the live schema
+- **VWAP over every file, and `count(*)`, through the unified view.** Both met. Cross-symbol VWAP
+  (1.08x plain DuckDB at 14:52, 1.04x at 12:16; 1.21x at 09:10, 2.13x in the first run): files with the live schema
   are read without `union_by_name`, files whose paths hold the partition values unencoded as hive
   partitions, and aggregates of the common shape run below the live/history union (`pushdown.py`).
-  `count(*)` with live rows went from 2.03x to 1.40x: each thread now keeps its DuckDB cursor and
-  re-creates a table's view only when the committed files change (before, every query created it,
-  binding every file), and the live branch of a pushed-down aggregate scans only the columns it reads
-  (DuckDB's Arrow scan converted every column for `count(*)`). What remains (~2 ms on a 5.5 ms
-  query) is the live snapshot and its registration, binding a statement with both parts, and the
-  Python around them; both sides use the same DuckDB API (`con.sql(...).to_arrow_table()`).
+  `count(*)` with live rows went from 2.03x (09:10) to 1.40x (12:16) to 1.17x (14:52): each thread
+  keeps its DuckDB cursor and re-creates a table's view only when the committed files change (before,
+  every query created it, binding every file), the live branch of a pushed-down aggregate scans only
+  the columns it reads (DuckDB's Arrow scan converted every column for `count(*)`), and since 14:52 a
+  `count(*)` with no WHERE and no GROUP BY takes the live rows' count as a constant (as Parquet's
+  comes from footers): the live rows are neither registered nor scanned. What remains is binding a
+  statement over the view of both parts and the Python around it; both sides use the same DuckDB API
+  (`con.sql(...).to_arrow_table()`).
 - **Sections run under load** (see the load table) are pessimistic for everything measured in them,
   flush throughput in particular (fsync and ZSTD on a contended CPU).
 """
