@@ -17,8 +17,8 @@ from ._sqlargs import (Filters, check_choice, check_to, filters, finish, order_k
                        with_ts)
 from .columnar_bars import stream_bars
 from .errors import ConfigError
-from .time_weighted import time_weighted
 from .lake import Output, active_lake
+from .time_weighted import time_weighted
 
 if TYPE_CHECKING:
     from .lake import Lake

@@ -79,8 +79,8 @@ class _Window:
         return tuple(keys.column(c)[row].as_py() for c in range(keys.num_columns))
 
     def candidates(self, order: np.ndarray, probes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Per run with a hash hit: (rows of `h` with a hit, first hit position, its hashes, where), for
-        `probes` = h[order] sorted (each binary search then starts near the last one)."""
+        """Per run with a hash hit: (rows of the batch's hashes `h` with a hit, first hit position, its
+        hashes, where), given `probes` = h[order] sorted (each binary search starts near the last one)."""
         out = []
         if not self.runs or not len(probes):
             return out

@@ -368,15 +368,9 @@ class Lake:
             names = _to_seal(read)
             filters = self._sql_filters(query, params, names, source)
             sources = self.sources(tables=names, source=source, filters=filters, **prune)  # seal only what is read
-            engine_started = time.perf_counter()
-            info: dict[str, Any] = {}
-            result = self._view.query(query, params, sources, info)
-            duckdb_ms = (time.perf_counter() - engine_started) * 1e3
+            return self._recorded(query, params, sources, read, source, started)
         finally:
             self._retirer.end_query(ticket)
-        entry = self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
-        entry.update(duckdb_ms=duckdb_ms, source=source, **info)
-        return result, entry
 
     def query_each(self, queries: Sequence[str], params: Mapping[str, Any] | None = None, *,
                    source: SourceKind = "all", **prune: Any) -> list[pa.Table]:
@@ -390,17 +384,21 @@ class Lake:
         try:
             names = None if any(r is None for r in reads) else _to_seal(set().union(*reads))
             sources = self.sources(tables=names, source=source, **prune)
-            out = []
-            for query, read in zip(queries, reads):
-                started = time.perf_counter()
-                info: dict[str, Any] = {}
-                out.append(self._view.query(query, params, sources, info))
-                ms = (time.perf_counter() - started) * 1e3
-                entry = self.queries.record(query, ms, out[-1].num_rows, sources, read)
-                entry.update(duckdb_ms=ms, source=source, **info)
+            return [self._recorded(q, params, sources, read, source, time.perf_counter())[0]
+                    for q, read in zip(queries, reads)]
         finally:
             self._retirer.end_query(ticket)
-        return out
+
+    def _recorded(self, query: str, params: Mapping[str, Any] | None, sources: Mapping[str, Source],
+                  read: set[str] | None, source: SourceKind, started: float) -> tuple[pa.Table, dict[str, Any]]:
+        """Run `query` over `sources` and keep its record in `lake.queries` (ms since `started`)."""
+        engine_started = time.perf_counter()
+        info: dict[str, Any] = {}
+        result = self._view.query(query, params, sources, info)
+        duckdb_ms = (time.perf_counter() - engine_started) * 1e3
+        entry = self.queries.record(query, (time.perf_counter() - started) * 1e3, result.num_rows, sources, read)
+        entry.update(duckdb_ms=duckdb_ms, source=source, **info)
+        return result, entry
 
     def _sql_filters(self, query: str, params: Mapping[str, Any] | None, names: set[str] | None,
                      source: SourceKind) -> dict[str, Prune]:

@@ -311,16 +311,13 @@ class LakeView:
         # of this statement over the same live schema with the same parameter types, so remembered
         signature = (key, source.live.schema, tuple(sorted((k, type(v).__name__) for k, v in bound.items())))
         want = self._results.get(signature)
-        if plan.counts_only:  # the live rows are only counted: their number is known, not scanned
-            rewritten = plan.counted(history, source.live.num_rows)
-        else:
+        if not plan.counts_only or want is None:  # read by the rewrite, or bound for the names and types
             session.register(live, _narrowed(source.live, plan.columns))
-            rewritten = plan.sql(history, live)
+        # only counted: the live rows' number is known, not scanned
+        rewritten = plan.counted(history, source.live.num_rows) if plan.counts_only else plan.sql(history, live)
         try:
             rel = cur.sql(rewritten, params=bound or None)
             if want is None:
-                if live not in session.live:
-                    session.register(live, _narrowed(source.live, plan.columns))
                 bound_over_live = cur.sql(plan.over(live), params=bound or None)  # bound, not run
                 want = (tuple(bound_over_live.columns), tuple(map(str, bound_over_live.types)))
                 self._results.put(signature, want)
