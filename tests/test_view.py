@@ -217,17 +217,18 @@ def test_query_each_runs_every_statement_over_one_snapshot(tmp_path):
         writer = threading.Thread(target=write)
         writer.start()
         try:
-            seen = set()
-            for _ in range(40):
+            seen, deadline = set(), time.monotonic() + 60
+            while len(seen) < 6:  # until the rows did change between calls several times
+                assert time.monotonic() < deadline, f"the writer made too little progress: {sorted(seen)}"
                 a, b = lake.query_each(["SELECT count(*) AS n FROM trades",
                                         "SELECT count(*) AS n, max(CAST(trade_id AS BIGINT)) + 1 AS m FROM trades"])
                 n, (n2, m) = a.column("n")[0].as_py(), b.to_pylist()[0].values()
                 assert n == n2 == (m or 0)
                 seen.add(n)
+                time.sleep(0.005)  # let the writer run (a loaded machine starved it of the GIL)
         finally:
             stop.set()
             writer.join()
-        assert len(seen) > 5  # the rows did change between calls
         assert [lake.queries[i]["sql"] for i in (-2, -1)] == ["SELECT count(*) AS n FROM trades",
                                                          "SELECT count(*) AS n, max(CAST(trade_id AS BIGINT)) + 1 AS m FROM trades"]
         with pytest.raises(ForbiddenQueryError):
