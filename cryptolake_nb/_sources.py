@@ -129,7 +129,7 @@ def _weakest(prunes: list[Mapping[str, Any]]) -> dict[str, Any]:
 def _local(sql: str, params: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> pa.Table:
     """Run one SELECT over in-memory Arrow tables in a throwaway DuckDB with no file access."""
     con = duckdb.connect(":memory:", config={"enable_external_access": False, "autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
+                                             "autoload_known_extensions": False, "arrow_large_buffer_size": True})
     try:
         con.execute("SET TimeZone = 'UTC'")
         for name, table in tables.items():

@@ -90,6 +90,9 @@ class LakeView:
         if threads:
             self._db.execute(f"SET GLOBAL threads = {int(threads)}")
         self._db.execute("SET GLOBAL parquet_metadata_cache = true")
+        # strings leave DuckDB as Arrow large_string, the layout of pandas' own str columns (the
+        # conversion to pandas then copies no string data)
+        self._db.execute("SET GLOBAL arrow_large_buffer_size = true")
         self._db.execute("SET allowed_directories = $dirs", {"dirs": [str(self.root) + "/"]})
         self._db.execute("SET enable_external_access = false")
         self._db.execute("SET autoinstall_known_extensions = false")

@@ -155,7 +155,7 @@ def test_filters_outputs_and_history(real: Lake) -> None:
     assert isinstance(compare_candles("CRDT-ETH", to="polars", lake=real), pl.DataFrame)
     arrow = compare_candles("CRDT-ETH", to="arrow", lake=real)
     assert arrow.schema.field("window_end").type == pa.timestamp("ns", tz="UTC")
-    assert arrow.schema.field("mismatch").type == pa.string()
+    assert arrow.schema.field("mismatch").type == pa.large_string()
     real.flush()  # from Parquet history, with manifest pruning, the same answer
     assert real.status()["tables"]["candles"]["buffer_rows"] == 0
     pd.testing.assert_frame_equal(compare_candles("CRDT-ETH", lake=real), every, rtol=1e-12)

@@ -43,7 +43,7 @@ def lake(tmp_path_factory):
 
 def reference(lake: Lake, sql: str, params: dict) -> pa.Table:
     everything = lake.sql("SELECT * FROM trades", to="arrow")  # not an aggregate: the union view
-    con = duckdb.connect()
+    con = duckdb.connect(config={"arrow_large_buffer_size": True})  # strings as the lake returns them
     con.execute("SET TimeZone = 'UTC'")
     con.register("trades", everything)
     used = {k: v for k, v in params.items() if f"${k}" in sql}

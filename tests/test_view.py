@@ -132,6 +132,21 @@ def test_results_as_pandas_polars_arrow(lake, make_trade):
     assert isinstance(lake.sql("SELECT * FROM trades", to="arrow"), pa.Table)
 
 
+def test_string_columns_reach_pandas_without_a_copy(lake, make_trade):
+    import pyarrow as pa
+
+    put(lake, [make_trade(100, 2, 1_700_000_000.0 + i, symbol=f"S{i % 3}-USDT") for i in range(50)])
+    lake.flush()
+    put(lake, [make_trade(101, 1, 1_700_000_100.0, symbol="S9-USDT")])
+    table = lake.sql("SELECT symbol, price FROM trades ORDER BY ts", to="arrow")
+    assert table.schema.field("symbol").type == pa.large_string()  # pandas' own layout for str
+    frame = table.to_pandas()
+    assert frame["symbol"].tolist() == [f"S{i % 3}-USDT" for i in range(50)] + ["S9-USDT"]
+    # pandas keeps the Arrow strings as they are: its column's character data is the result's buffer
+    stored = frame["symbol"].array.__arrow_array__()
+    assert {c.buffers()[2].address for c in stored.chunks} <= {c.buffers()[2].address for c in table.column("symbol").chunks}
+
+
 def test_history_and_live_sources_split_the_rows_exactly_once(lake, make_trade):
     put(lake, [make_trade(100, 1, 1_700_000_000.0 + i, id=str(i)) for i in range(5)])
     lake.flush()
