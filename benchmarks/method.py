@@ -48,7 +48,8 @@ thread), default settings. The rate is raised step by step; a step is sustained 
 frames sent were received, >= 90% of the rate asked was sent and no connection dropped.
 **Cost per message** (`parse_cost.py`): the same Binance aggTrade frames through cryptofeed's Binance
 message handler with a no-op callback vs the lake's callback (sealed every 2,000 messages, as the
-flusher does every 0.25 s), plus seal and flush per row; cryptofeed over the real captures in
+flusher does every 0.25 s), plus seal and flush per row, and a callback that only keeps each object
+until the same seal points (the floor for any design that converts later); cryptofeed over the real captures in
 `../shared/data` for scale.
 
 **Freshness** (`freshness.py`): a poller runs `SELECT max(receipt_ts) FROM trades` through
@@ -90,8 +91,11 @@ since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git)
   5.29 at 14:52, whose sections ran at a load average of 1.4-1.9 with no change to this path), but
   it still runs in the same interpreter as the feed loop, and reading each `Trade`'s fields and
   Decimals back out of Python objects alone costs a large part of cryptofeed's whole parse.
-  Meeting 25% on trade frames needs conversion outside Python objects (cryptofeed's raw fields, or
-  another process).
+  The suite also times a callback that only keeps each object until the seal point and does nothing
+  else: that alone costs more than the 25% budget (see the table), so no callback that keeps
+  cryptofeed's objects for a later conversion can meet the target, and converting in the callback
+  costs the seal's work per row on the feed loop instead. Meeting 25% on trade frames needs
+  conversion outside Python objects (cryptofeed's raw fields, or another process).
 - **Sustained 50k msg/s.** Met since the run of 2026-11-26 12:16 (p99 575 ms; 517 ms at 14:52; 1401 ms
   at 09:10).
   Profiling the 09:10 setup showed the freshness instrument itself growing: its poller asked

@@ -93,7 +93,9 @@ def _ingest(r: dict) -> list[str]:
     pc, cp = r.get("parse_cost"), r.get("capture_parse")
     if pc:
         out += [f"Per message on {pc['messages']:,} Binance aggTrade frames (median of {pc['repeat']}): cryptofeed "
-                f"{pc['cryptofeed_us_per_msg']:.2f} us ({pc['cryptofeed_min_us']:.2f}-{pc['cryptofeed_max_us']:.2f}); lake callback "
+                f"{pc['cryptofeed_us_per_msg']:.2f} us ({pc['cryptofeed_min_us']:.2f}-{pc['cryptofeed_max_us']:.2f}); "
+                + (f"a callback that only keeps each object until the seal point {pc['keep_us']:.2f} us; " if "keep_us" in pc else "")
+                + "lake callback "
                 f"{pc['lake_callback_us']:.2f} us; seal (convert, dedup, journal) {pc['seal_us_per_row']:.2f} us/row; flush "
                 f"{pc['flush_us_per_row']:.2f} us/row."
                 + (f" cryptofeed over the real captures (mostly book updates): {cp['parse_us_per_message']:.1f} us/msg "

@@ -150,3 +150,14 @@ def test_report_states_misses(data: dict, tmp_path: Path) -> None:
     assert got["flush throughput"] is False and got["RSS / Arrow size of buffered rows"] is True
     text = markdown(result, METHOD)
     assert "| flush throughput | 1.00 M rows/s |" in text and "**NO**" in text and "## Method" in text
+
+
+def test_cost_per_message_drives_every_frame_through_cryptofeed_into_the_lake(tmp_path: Path) -> None:
+    from benchmarks.parse_cost import bench_parse_cost
+
+    r = bench_parse_cost(3_000, tmp_path / "parse", repeat=2)
+    assert r["rows_stored"] == 6_000  # each round's fresh frames, every one stored once
+    for k in ("cryptofeed_us_per_msg", "lake_callback_us", "keep_us", "seal_us_per_row", "flush_us_per_row"):
+        assert np.isfinite(r[k]), k
+    assert r["cryptofeed_us_per_msg"] > 0 and r["seal_us_per_row"] > 0
+    assert r["keep_share"] == pytest.approx(r["keep_us"] / r["cryptofeed_us_per_msg"])
