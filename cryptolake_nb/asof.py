@@ -78,7 +78,12 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     pinned = {"symbol": syms is not None and len(syms) == 1, "exchange": exchange is not None}
     free = [q for k, q in zip(keys, key_q) if not pinned.get(k, False)]
     if lin.table and rin.table and not free:
-        return convert(_one_stream(parts, left_names, out_names, tol, params, lake), to)
+        # a left column filtered to one value is that value on every row: made here, not read
+        consts = {c: v for c, v in (("symbol", syms[0] if pinned["symbol"] else None), ("exchange", exchange))
+                  if v is not None and c in left_names and pa.types.is_string(lin.schema.field(c).type)}
+        read = [ident(c, lin.schema, "left") for c in left_names if c not in consts]
+        parts[0] = Part("l", lin, ", ".join([*read, f"epoch_ns({on_q}) AS __cl_t"]), lf.where, lf.prune)
+        return convert(_one_stream(parts, left_names, consts, out_names, tol, params, lake), to)
     cond = " AND ".join([f"l.{q} = r.{q}" for q in free] + ["l.__cl_t >= r.__cl_t"])
     order = f"l.{ROW}" if lin.frame is not None else ", ".join(["l.__cl_t", *(f"l.{q}" for q in free)])
     table = run(parts, f"SELECT {', '.join(shown)} FROM l ASOF LEFT JOIN r ON {cond} ORDER BY {order}", params, lake)
@@ -86,35 +91,50 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)
 
 
-def _one_stream(parts: list[Part], left_names: list[str], out_names: list[str], tol: int | None,
-                params: dict[str, Any], lake: "Lake | None") -> pa.Table:
+def _one_stream(parts: list[Part], left_names: list[str], consts: dict[str, str], out_names: list[str],
+                tol: int | None, params: dict[str, Any], lake: "Lake | None") -> pa.Table:
     """The as-of join of two lake tables with no key left to match (one stream each side), by
     numpy `searchsorted` on one snapshot of both sides.
 
     DuckDB's ASOF sorts the left rows with all their columns, then ORDER BY sorts them again; here the
     two sides are read as they are, by two statements over one snapshot (one UNION ALL BY NAME
-    statement padded each side with the other's columns as NULLs), the left rows usually already in
-    time order (the files' order), and only the right side's times are sorted.
+    statement padded each side with the other's columns as NULLs), both usually already in time order
+    (the files' order), and only a side that is not gets sorted. `consts`: left columns that hold
+    one value (made here rather than read); numeric right columns are gathered by numpy.
     """
     picked = "".join(f"__cl_c{i}, " for i in range(len(out_names)))
     left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")], params, lake)
-    lt = left.column("__cl_t").to_numpy()
-    if len(lt) > 1 and not (lt[1:] >= lt[:-1]).all():
-        order = np.argsort(lt, kind="stable")
-        left, lt = left.take(order), lt[order]
-    rt = right.column("__cl_t").to_numpy()
-    by_time = np.argsort(rt, kind="stable")
-    rt = rt[by_time]
+    left, lt = _by_time(left)
+    right, rt = _by_time(right)
     pos = np.searchsorted(rt, lt, side="right") - 1  # the latest right time <= each left time
     at = np.maximum(pos, 0)
     staleness = lt - rt[at] if len(rt) else np.zeros(len(lt), np.int64)
     missing = (pos < 0) | ((staleness > tol) if tol is not None else False)
-    take = pa.array(by_time[at] if len(rt) else np.zeros(len(lt), np.int64), mask=missing)
-    out = {c: left.column(c) for c in left_names}
+    out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
+           for c in left_names}
     for i, name in enumerate(out_names):
-        out[name] = right.column(f"__cl_c{i}").take(take)
+        out[name] = _gather(right.column(f"__cl_c{i}"), at, missing)
     out["staleness"] = pa.array(staleness, pa.int64(), mask=missing).cast(pa.duration("ns"))
     return pa.table(out)
+
+
+def _by_time(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """`table` in `__cl_t` order (stable; untouched when it already is) and those times."""
+    t = table.column("__cl_t").to_numpy()
+    if len(t) > 1 and not (t[1:] >= t[:-1]).all():
+        order = np.argsort(t, kind="stable")
+        table, t = table.take(order), t[order]
+    return table, t
+
+
+def _gather(column: pa.ChunkedArray, at: np.ndarray, missing: np.ndarray) -> pa.Array:
+    """column[at], NULL where `missing` (and where the value is NULL); `at` is in range when the
+    column has rows, and every row is missing when it has none."""
+    if not len(column):
+        return pa.nulls(len(at), column.type)
+    if (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)) and column.null_count == 0:
+        return pa.array(column.to_numpy()[at], column.type, mask=missing)  # a plain gather, no Arrow take
+    return column.take(pa.array(at, mask=missing))
 
 
 def _columns(lin: Input, rin: Input, on: str, by: Any, columns: Any) -> tuple[tuple[str, ...], list[str], list[str]]:

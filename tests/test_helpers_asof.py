@@ -198,9 +198,10 @@ def test_asof_never_looks_ahead_and_respects_the_tolerance(left, right, tol, key
 
 @given(rows=st.lists(st.tuples(st.integers(0, 600_000), st.sampled_from(SYMBOLS)), min_size=1, max_size=30),
        quotes=st.lists(st.tuples(st.integers(0, 600_000), st.sampled_from(SYMBOLS)), min_size=1, max_size=30),
-       tol=st.integers(1, 120_000))
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_asof_over_lake_tables_never_looks_ahead(tmp_path_factory, make_trade, rows, quotes, tol):
+       tol=st.integers(1, 120_000), one=st.booleans())
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_asof_over_lake_tables_never_looks_ahead(tmp_path_factory, make_trade, rows, quotes, tol, one):
+    """`one`: one symbol on one exchange, the one-stream path (numpy search, constant key columns)."""
     with Lake(tmp_path_factory.mktemp("a"), autoflush=False) as lake:
         put(lake, [make_trade(100, 1, T0 + ms / 1000, symbol=s, id=str(i)) for i, (ms, s) in enumerate(rows)])
         cb = lake.callbacks(["ticker"])["ticker"]
@@ -212,8 +213,11 @@ def test_asof_over_lake_tables_never_looks_ahead(tmp_path_factory, make_trade, r
         asyncio.run(go(quotes[: len(quotes) // 2]))
         lake.flush()
         asyncio.run(go(quotes[len(quotes) // 2:]))
-        got = asof_join("trades", "ticker", list(SYMBOLS), tolerance=f"{tol}ms", columns=["bid", "ts"], lake=lake)
-        assert len(got) == len(rows)
+        symbols, exchange = (SYMBOLS[0], "BINANCE") if one else (list(SYMBOLS), None)
+        got = asof_join("trades", "ticker", symbols, exchange=exchange, tolerance=f"{tol}ms", columns=["bid", "ts"],
+                        lake=lake)
+        assert len(got) == sum(1 for _, s in rows if not one or s == SYMBOLS[0])
+        assert set(got.exchange) <= {"BINANCE"} and str(got.exchange.dtype) == str(got.symbol.dtype) == "str"
         matched = got.dropna(subset=["bid"])
         assert (matched.ts_right <= matched.ts).all() and (matched.staleness == matched.ts - matched.ts_right).all()
         assert (matched.staleness <= pd.Timedelta(tol, "ms")).all()
