@@ -104,12 +104,12 @@ def _one_stream(parts: list[Part], left_names: list[str], consts: dict[str, str]
     """
     picked = "".join(f"__cl_c{i}, " for i in range(len(out_names)))
     left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")], params, lake)
-    left, lt = _by_time(left)
-    right, rt = _by_time(right)
+    left, lt, unknown = _by_time(left)
+    right, rt, _ = _by_time(right)  # its WHERE keeps only rows with a time
     pos = np.searchsorted(rt, lt, side="right") - 1  # the latest right time <= each left time
     at = np.maximum(pos, 0)
     staleness = lt - rt[at] if len(rt) else np.zeros(len(lt), np.int64)
-    missing = (pos < 0) | ((staleness > tol) if tol is not None else False)
+    missing = (pos < 0) | unknown | ((staleness > tol) if tol is not None else False)
     out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
            for c in left_names}
     for i, name in enumerate(out_names):
@@ -118,13 +118,20 @@ def _one_stream(parts: list[Part], left_names: list[str], consts: dict[str, str]
     return pa.table(out)
 
 
-def _by_time(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """`table` in `__cl_t` order (stable; untouched when it already is) and those times."""
-    t = table.column("__cl_t").to_numpy()
+def _by_time(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
+    """`table` in `__cl_t` order (stable; untouched when it already is; rows without a time last, as
+    ORDER BY puts them), those times, and which rows have none (False when every row has one)."""
+    col = table.column("__cl_t")
+    unknown: np.ndarray | bool = False
+    if col.null_count:
+        unknown = col.is_null().to_numpy(zero_copy_only=False)
+        col = col.fill_null(np.iinfo(np.int64).max)  # sorts last; `unknown` keeps it from matching
+    t = col.to_numpy()
     if len(t) > 1 and not (t[1:] >= t[:-1]).all():
         order = np.argsort(t, kind="stable")
         table, t = table.take(order), t[order]
-    return table, t
+        unknown = unknown if unknown is False else unknown[order]
+    return table, t, unknown
 
 
 def _gather(column: pa.ChunkedArray, at: np.ndarray, missing: np.ndarray) -> pa.Array:

@@ -11,7 +11,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
-from cryptofeed.types import Ticker
+from cryptofeed.types import Funding, Ticker
 from hypothesis import strategies as st
 
 from cryptolake_nb import ConfigError, Lake, asof_join, mid, resample
@@ -242,3 +242,22 @@ def test_resample_never_uses_a_row_from_after_the_bucket(ms, step, fill):
         else:
             assert pd.isna(orig)
     assert got.filled.sum() == (0 if fill == "none" else len(got) - len({m // step for m in ms}))
+
+
+def test_left_rows_without_a_time_match_nothing_and_come_last(tmp_path):
+    """`on` may name a nullable timestamp (funding's next_funding_time): such left rows get no right
+    row, on the one-stream path (one symbol on one exchange) as on the keyed one."""
+    with Lake(tmp_path, autoflush=False) as lake:
+        cb = lake.callbacks(["funding"])["funding"]
+
+        async def go():
+            for i, next_time in enumerate([T0 + 10, None, T0 + 30, None, T0 + 20]):
+                await cb(Funding("BINANCE_FUTURES", "BTC-USDT-PERP", Decimal(1), Decimal(i), next_time, T0 + i), T0 + i)
+        asyncio.run(go())
+        one = asof_join("funding", "funding", "BTC-USDT-PERP", on="next_funding_time", columns="rate",
+                        exchange="BINANCE_FUTURES", lake=lake)
+        keyed = asof_join("funding", "funding", on="next_funding_time", columns="rate", lake=lake)  # DuckDB's ASOF
+        for got in (one, keyed):
+            assert list(got.rate) == [0, 4, 2, 1, 3] and got.next_funding_time.isna().tolist() == [False] * 3 + [True] * 2
+            assert got.rate_right.tolist()[:3] == [0, 4, 2] and got.rate_right[3:].isna().all()
+            assert got.staleness[:3].eq(pd.Timedelta(0)).all() and got.staleness[3:].isna().all()
