@@ -120,8 +120,12 @@ def markdown(result: dict) -> str:
               "20-80 ms, which is why they sit nearest the 5x line; multi-symbol calls over the 10M trades go further.",
               "- `asof_join` returns every trade with all its columns (1.5M rows for `full`): producing those rows "
               "is most of the time on both sides, and pandas' `merge_asof` itself is fast, so its speedup is the "
-              "smallest (`full`: 3.32x at 12:37 with both sides read by one UNION ALL BY NAME statement, 3.57x at "
-              "15:08 with each side read by its own statement over one snapshot).",
+              "smallest. Its `full` runs: 3.32x at 2026-11-26 12:37 with both sides read by one UNION ALL BY NAME "
+              "statement; 3.57x at 15:08 with each side read by its own statement over one snapshot; 4.13x (275 ms) "
+              "at 17:25 and 3.77x (303 ms) at 17:42 with strings leaving DuckDB as `large_string`; 4.70x (295 ms) at "
+              "2026-11-27 00:16 with the exchange and symbol columns made rather than read. Between the last three "
+              "the lake's median moved within run-to-run noise and pandas' from 1,134 to 1,386 ms: the ratio moves "
+              "with both.",
               "- `twap` over every symbol reads all 10M trades (four columns) and sorts them by (symbol, ts, "
               "receipt_ts) for each trade's successor; its runs vary the most (see min-max). Its medians in the runs "
               "of 2026-11-26 were 882 ms (10:13), 1,246 ms (12:17) and 1,321 ms (12:37) while its weights were "
