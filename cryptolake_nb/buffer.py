@@ -11,6 +11,7 @@ import pyarrow as pa
 from .clock import Clock, SystemClock
 from .crashpoints import crash_point
 from .errors import SchemaError
+from .pending import PendingRows
 from .records import Converter, Reject
 
 __all__ = ["LiveBuffer", "Sealed"]
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 SEAL_ROWS = 10_000  # a burst is sealed in pieces of about this many rows (short seal-lock holds)
 MAX_PENDING = 2 * SEAL_ROWS  # the bounded queue: past this the producer seals itself (backpressure)
-EST_PENDING_ROW_BYTES = 400  # a cryptofeed object with its Decimals, before conversion
+EST_PENDING_ROW_BYTES = 400  # a cryptofeed object (or its fields) with its Decimals, before conversion
 MERGE_RUN = 16  # this many small sealed batches in a row are merged into one (see `consolidate`)
 
 
@@ -36,8 +37,8 @@ class Sealed:
 class LiveBuffer:
     """Objects appended by callbacks; sealed into Arrow batches on read or flush.
 
-    The callback path only takes a short lock and appends. Sealing converts the pending objects
-    in one batch (cheap per row) under a seal lock that every reader of sealed batches also
+    The callback path takes no lock and only appends (pending.py). Sealing converts the pending
+    objects in one batch (cheap per row) under a seal lock that every reader of sealed batches also
     takes, so a reader never sees rows between "pending" and "sealed".
     """
 
@@ -54,6 +55,7 @@ class LiveBuffer:
         on_sealed: Callable[[str, pa.RecordBatch], None] | None = None,
         journal: Callable[[str, pa.RecordBatch], int] | None = None,
         dedup: Callable[[str, pa.RecordBatch], pa.RecordBatch] | None = None,
+        fields: tuple[str, ...] = (),
     ) -> None:
         self._dedup = dedup  # drops rows whose natural key is already stored
         self._on_sealed = on_sealed
@@ -66,8 +68,10 @@ class LiveBuffer:
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._seal_lock = threading.RLock()
-        self._pending: list[Any] = []  # cryptofeed objects, in arrival order
-        self._receipts: list[Any] = []  # their receipt timestamps
+        # cryptofeed objects (or their `fields`) with their receipt timestamps, in arrival order
+        self._pending = PendingRows(fields, self._on_count)
+        # append(obj, receipt_ts): add one cryptofeed object (the hot path: no lock, no conversion)
+        self.append: Callable[[Any, float], None] = self._pending.appender()
         self._sealed: list[Sealed] = []
         self._sealed_rows = 0
         self._sealed_bytes = 0
@@ -75,26 +79,44 @@ class LiveBuffer:
         self._pending_since: float | None = None
         self._wake_rows = wake_rows
         self._on_wake = on_wake
-        self.appended = 0
+        self._bulk = 0  # rows added already converted (append_batch, restore)
 
-    def append(self, obj: Any, receipt_ts: float) -> None:
-        """Add one cryptofeed object (the hot path: no conversion here)."""
+    def appender(self) -> Callable[[Any, float], None]:
+        """A function `(obj, receipt_ts)` adding one cryptofeed object: what a callback holds."""
+        return self._pending.appender()
+
+    @property
+    def appended(self) -> int:
+        """Rows received: objects appended plus rows added already converted."""
         with self._lock:
-            pending = self._pending
-            if self._pending_since is None:
+            return self._pending.taken + len(self._pending) + self._bulk
+
+    def _on_count(self) -> None:
+        """The appenders' slow path, run when the pending count reaches `check_at` (not per row)."""
+        with self._lock:
+            n = len(self._pending)
+            if n and self._pending_since is None:
                 self._pending_since = self._clock.monotonic()
-            pending.append(obj)
-            self._receipts.append(receipt_ts)
-            self.appended += 1
-            n = len(pending)
             # wake the flusher at max_rows, and every SEAL_ROWS pending objects so seals stay small
-            wake = n % SEAL_ROWS == 0 or (self._wake_rows and n + self._sealed_rows == self._wake_rows)
+            wake = n >= SEAL_ROWS or bool(self._wake_rows and n + self._sealed_rows >= self._wake_rows)
+            self._arm()
         if n >= MAX_PENDING:
             # the flusher is not keeping up: convert here, which slows the feed (backpressure on the
             # socket) instead of letting unconverted objects grow memory and every query's seal
             self.seal()
         elif wake and self._on_wake is not None:
             self._on_wake()
+
+    def _arm(self) -> None:
+        """Set the pending count at which an appender next runs `_on_count` (under `_lock`): the first
+        row (its arrival time), the next multiple of SEAL_ROWS, the flush size, MAX_PENDING."""
+        n = len(self._pending)
+        at = 1
+        if n:
+            at = min((n // SEAL_ROWS + 1) * SEAL_ROWS, max(MAX_PENDING, n + 1))
+            if self._wake_rows and self._wake_rows - self._sealed_rows > n:
+                at = min(at, self._wake_rows - self._sealed_rows)
+        self._pending.check_at[0] = at
 
     def append_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Add rows that are already in the table's Arrow schema (bulk loads, backfills)."""
@@ -105,7 +127,8 @@ class LiveBuffer:
         with self._seal_lock:
             self.seal()  # keeps arrival order: pending objects came first
             for b in batches:
-                self.appended += b.num_rows
+                with self._lock:
+                    self._bulk += b.num_rows
                 b = self._deduped(b)
                 if b.num_rows:
                     self._add_sealed(b, self._journaled(b))
@@ -117,7 +140,8 @@ class LiveBuffer:
             if reload:
                 self._add_sealed(batch, jseq)
                 return
-            self.appended += batch.num_rows
+            with self._lock:
+                self._bulk += batch.num_rows
             self._add_sealed(self._deduped(batch), jseq)
 
     def spill(self, *, journaled: bool = True) -> list[Sealed]:
@@ -139,6 +163,7 @@ class LiveBuffer:
             self._next_seq += 1
             self._sealed_rows += batch.num_rows
             self._sealed_bytes += batch.nbytes
+            self._arm()
         if self._wake_rows and self._sealed_rows >= self._wake_rows and self._on_wake is not None:
             self._on_wake()
 
@@ -164,18 +189,22 @@ class LiveBuffer:
         """Convert pending objects into one sealed batch (rejects go to `on_rejects`)."""
         with self._seal_lock:
             with self._lock:
-                items, self._pending = self._pending, []
-                receipts, self._receipts = self._receipts, []
-                since, self._pending_since = self._pending_since, None
+                items, receipts = self._pending.take()
+                since = self._pending_since
+                # rows appended while this ran are after the taken ones: they arrived about now
+                self._pending_since = self._clock.monotonic() if len(self._pending) else None
+                self._arm()
             if not items:
                 return
+            if since is None:  # taken before their appender's first-row path recorded the time
+                since = self._clock.monotonic()
             try:
                 converted = self._convert(items, receipts)
             except Exception:  # a converter bug must not lose the objects
                 with self._lock:
-                    self._pending[:0] = items
-                    self._receipts[:0] = receipts
+                    self._pending.put_back(items, receipts)
                     self._pending_since = since
+                    self._arm()
                 raise
             batch = self._deduped(converted.batch)
             jseq = self._journaled(batch) if batch.num_rows else None
@@ -185,6 +214,7 @@ class LiveBuffer:
                     self._next_seq += 1
                     self._sealed_rows += batch.num_rows
                     self._sealed_bytes += batch.nbytes
+                    self._arm()
             if converted.rejects:
                 self._on_rejects(converted.rejects)
             if self._on_sealed is not None and batch.num_rows:
@@ -268,7 +298,7 @@ class LiveBuffer:
                 "rows": pending + self._sealed_rows,
                 "bytes": pending * EST_PENDING_ROW_BYTES + self._sealed_bytes,
                 "age_s": age,
-                "appended": self.appended,
+                "appended": self._pending.taken + pending + self._bulk,
             }
 
 

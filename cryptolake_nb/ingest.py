@@ -23,7 +23,8 @@ class LakeCallback:
     """Base of the per-table callbacks: `Feed(callbacks={TRADES: TradeLake(lake)})`.
 
     A callback that raises makes cryptofeed drop and reconnect the websocket (a data gap), so
-    these only append; conversion and validation happen when the buffer seals.
+    these only append (the buffer's lock-free appender, after the table's capture hook if it has
+    one); conversion and validation happen when the buffer seals.
     """
 
     table: str = ""
@@ -33,8 +34,12 @@ class LakeCallback:
         if self.table not in TABLES:
             raise ConfigError(f"channel {self.table!r} is not stored; stored channels are {sorted(TABLES)}")
         self._buffer = lake.buffer(self.table)
-        self._append = self._buffer.append
-        self._capture = getattr(lake, "captures", {}).get(self.table)
+        append = self._buffer.appender()
+        capture = getattr(lake, "captures", {}).get(self.table)
+        if capture is not None:
+            def append(obj: Any, receipt: float, _put: Any = append) -> None:
+                _put(capture(obj, receipt), receipt)
+        self._append = append
         self.errors = 0
 
     @property
@@ -44,8 +49,6 @@ class LakeCallback:
 
     async def __call__(self, obj: Any, receipt_timestamp: float) -> None:
         try:
-            if self._capture is not None:
-                obj = self._capture(obj, receipt_timestamp)
             self._append(obj, receipt_timestamp)
         except Exception:  # never propagate into cryptofeed
             self.errors += 1

@@ -155,6 +155,7 @@ class Lake:
                 name, spec.schema, spec.convert, self._kept_aside, clock=self._clock,
                 wake_rows=self.config.max_rows, on_wake=self._wake_flusher, on_sealed=self._on_sealed,
                 journal=self._journal.append if self._journal is not None else None, dedup=self.dedup,
+                fields=spec.fields,
             )
             for name, spec in TABLES.items()
         }

@@ -29,13 +29,24 @@ __all__ = [
     "decimals_to_array", "event_times", "extra_array", "extract", "finite_reasons", "nonnegative_reasons",
     "optional_times", "partition_reasons", "plain", "positive_reasons", "required_reasons",
     "seconds_to_float", "seconds_to_ns", "str_or_none", "strings_array", "timestamp_reasons", "ts_array",
-    "unmapped_attributes", "usable",
+    "Unread", "unmapped_attributes", "usable",
 ]
 
 # A converter takes the cryptofeed objects and, in a parallel list, their receipt timestamps (float
-# seconds). Two flat lists rather than (obj, receipt) tuples: a tuple per row is a GC-tracked
-# container, and with 10^5 of them pending the cyclic collector made appends several times slower.
+# seconds). For a table that names its `fields` (TableSpec), an object may arrive already read: a
+# plain `tuple` of those attributes in that order (see pending.py); `extract` handles both forms.
 Converter = Callable[[Sequence[Any], Sequence[Any]], "Converted"]
+
+
+@dataclass(frozen=True)
+class Unread:
+    """An object given to a table whose rows may be fields tuples, that is itself a tuple: stored
+    wrapped so it is never taken for fields already read (it is rejected, shown as itself)."""
+
+    value: tuple
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 @dataclass(frozen=True)
@@ -113,18 +124,33 @@ def plain(v: Any) -> Any:
 def usable(objs: Sequence[Any], receipts: Sequence[Any], getter: Callable[[Any], Any],
            table: str) -> tuple[list[Any], list[Any], list[Reject]]:
     """Split off objects `getter` cannot read (not what the table stores); never raises."""
-    return extract(objs, receipts, getter, table)[:3]
+    return _split(objs, receipts, getter, table, read=False)[:3]
 
 
 def extract(objs: Sequence[Any], receipts: Sequence[Any], getter: Callable[[Any], Any],
             table: str) -> tuple[list[Any], list[Any], list[Reject], list[Any]]:
-    """`usable`, plus what `getter` returned for each object kept (read once, in one C loop)."""
+    """`usable`, plus what `getter` returned for each object kept, for a table that names its
+    `fields`: an object that is a plain `tuple` was read already (those fields, in `getter`'s order)."""
+    return _split(objs, receipts, getter, table, read=True)
+
+
+def _split(objs: Sequence[Any], receipts: Sequence[Any], getter: Callable[[Any], Any], table: str,
+           read: bool) -> tuple[list[Any], list[Any], list[Reject], list[Any]]:
     try:
+        if read:
+            return list(objs), list(receipts), [], [o if type(o) is tuple else getter(o) for o in objs]
         return list(objs), list(receipts), [], list(map(getter, objs))
     except Exception:
         pass
     ok, ok_receipts, rejects, values = [], [], [], []
     for obj, receipt in zip(objs, receipts):
+        if isinstance(obj, Unread):  # a tuple given as an object: read as one (a namedtuple may fit)
+            obj = obj.value
+        elif read and type(obj) is tuple:
+            values.append(obj)
+            ok.append(obj)
+            ok_receipts.append(receipt)
+            continue
         try:
             values.append(getter(obj))
             ok.append(obj)
@@ -182,7 +208,9 @@ def build_batch(schema: pa.Schema, columns: Mapping[str, Any], reasons: Mapping[
     rejects = list(unusable)
     names = tuple(raw_names)
     for i, reason in sorted(reasons.items()):
-        raw = {n: plain(getattr(objs[i], n, None)) for n in names}
+        row = objs[i]  # an object, or its fields read already (a tuple in `raw_names` order)
+        raw = ({n: plain(v) for n, v in zip(names, row)} if type(row) is tuple
+               else {n: plain(getattr(row, n, None)) for n in names})
         raw["receipt_timestamp"] = plain(receipts[i])
         rejects.append(Reject(table, reason, raw))
     arrays = [pa.array(columns[f.name], f.type) if not isinstance(columns[f.name], pa.Array)

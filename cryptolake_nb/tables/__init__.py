@@ -33,6 +33,10 @@ class TableSpec:
     # callback (one per lake), e.g. to copy what cryptofeed mutates after the callback returns;
     # None: the object is stored as is
     make_capture: Callable[[Any], Callable[[Any, float], Any]] | None = None
+    # the attributes `convert` reads, in the order its getter returns them: when set, the live buffer
+    # stores an object whose public attributes are all among these as the tuple of their values, and
+    # lets the object go at once (see pending.py); `convert` must then read rows with records.extract
+    fields: tuple[str, ...] = ()
     # Parquet hints: dictionary-encode these (low cardinality), delta-encode these (monotone ints)
     dictionary_columns: tuple[str, ...] = ("exchange", "symbol")
     delta_columns: tuple[str, ...] = ("ts", "receipt_ts")

@@ -25,13 +25,14 @@ SCHEMA = make_schema("trades", [
     EXTRA_FIELD,                                     # unmapped Trade attributes as JSON, NULL when none
 ])
 
-_FIELDS = operator.attrgetter("exchange", "symbol", "side", "amount", "price", "id", "type", "timestamp")
 _RAW = ("exchange", "symbol", "side", "amount", "price", "id", "type", "timestamp")
+_FIELDS = operator.attrgetter(*_RAW)
 _MAPPED = frozenset(_RAW)
 
 
 def convert(objs: Sequence[Any], receipts: Sequence[Any]) -> Converted:
-    """cryptofeed Trade objects -> a `trades` batch; invalid rows become Rejects."""
+    """cryptofeed Trade objects (or their `_RAW` fields read already) -> a `trades` batch; invalid rows
+    become Rejects."""
     items, receipts, unusable, values = extract(objs, receipts, _FIELDS, "trades")
     exchange, symbol, side, amount, price, ids, kind, times = (list(c) for c in zip(*values)) if values else ([],) * 8
     price = decimals_to_array(price)
@@ -53,7 +54,7 @@ def convert(objs: Sequence[Any], receipts: Sequence[Any]) -> Converted:
 
 
 SPEC = TableSpec(
-    name="trades", schema=SCHEMA, convert=convert,
+    name="trades", schema=SCHEMA, convert=convert, fields=_RAW,
     dictionary_columns=("exchange", "symbol", "side", "type", "price", "amount"),
     # the exchange's trade id; trades without one are never deduplicated (two identical fills can be real)
     dedup_key=("exchange", "symbol", "trade_id"),
