@@ -49,8 +49,12 @@ frames sent were received, >= 90% of the rate asked was sent and no connection d
 **Cost per message** (`parse_cost.py`): the same Binance aggTrade frames through cryptofeed's Binance
 message handler with a no-op callback vs the lake's callback (sealed every 2,000 messages, as the
 flusher does every 0.25 s), plus seal and flush per row, and a callback that only keeps each object
-until the same seal points (the floor for any design that converts later); cryptofeed over the real captures in
-`../shared/data` for scale.
+until the same seal points (what keeping cryptofeed's objects for a later conversion costs); cryptofeed
+over the real captures in `../shared/data` for scale. Paired: each run of 2,000 frames goes through
+the three callbacks back to back in a shuffled order, and a share is the median over runs of
+(callback run - no-op run) / no-op run, with its quartiles. This machine shifts between speed states
+for seconds at a time (cryptofeed's own cost moved between ~3.4 and ~5.9 us/msg within one run), so a
+ratio of whole-round medians, the estimate used before, mixed states; the report gives it too.
 
 **Freshness** (`freshness.py`): a poller runs `SELECT max(receipt_ts) FROM trades` through
 `lake.sql` (what `%%lakesql` runs) over the live rows (`source="live"`), 50 ms between answers; each

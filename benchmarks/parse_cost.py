@@ -7,14 +7,17 @@ ours on the feed loop). The lake's deferred work per row (seal: convert, dedup, 
 Parquet) runs on the flusher thread and is reported per row too, and as an all-in share.
 
 A third callback only keeps each object until the next seal point and does nothing else: the floor
-for any callback that converts later (the objects then live past the callback, so cryptofeed's
-allocations and the garbage collector's young generations work on a growing heap instead of reusing
-what the no-op callback freed at once).
+for a callback that keeps cryptofeed's objects to convert later, as the lake's did until it stored
+the fields of each `Trade` and let the object go (pending.py). Kept objects live past the callback,
+so cryptofeed's allocations land on fresh memory instead of reusing what the no-op callback freed
+at once.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import random
 import statistics
 import time
 from pathlib import Path
@@ -58,18 +61,27 @@ class _Keep:
 
 
 def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
-    """`repeat` rounds of `n` fresh frames each (fresh trade ids: nothing is dropped as a duplicate)."""
+    """`repeat` rounds of `n` fresh frames each (fresh trade ids: nothing is dropped as a duplicate).
+
+    Paired: each run of SEAL_EVERY frames goes through all three feeds back to back, in a shuffled
+    order, and the callbacks' shares are medians of the per-run ratios to the no-op run of the same
+    frames. This machine's speed shifts between states for seconds at a time (cryptofeed's own cost
+    moved between ~3.4 and ~5.9 us/msg within one probe run), so comparing totals of whole rounds
+    mixed states; a ratio of runs milliseconds apart does not."""
     market = Market(SYMBOLS, seed=3, trade_share=1.0)
     sim = ExchangeSimulator(SYMBOLS, rate=0).start()  # only for the feed's TLS and symbol lists
     lake = Lake(root, autoflush=False, max_rows=10**12, max_bytes=2**50)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    order = random.Random(7)
     try:
         spec = FeedSpec("BINANCE", tuple(SYMBOLS), ("trades",), simulator=sim)
         keep = _Keep()
         feeds = {"noop": build_feed(spec, {"trades": _noop}), "keep": build_feed(spec, {"trades": keep}),
                  "lake": build_feed(spec, lake.callbacks(["trades"]))}
-        runs: dict[str, list[float]] = {"noop": [], "keep": [], "lake": [], "seal": [], "flush": []}
+        rounds: dict[str, list[float]] = {"noop": [], "keep": [], "lake": [], "seal": [], "flush": []}
+        pairs: dict[str, list[float]] = {"keep": [], "lake": []}  # per run of frames: (t - t_noop) / t_noop
+        per_msg: dict[str, list[float]] = {"keep": [], "lake": []}  # per run: (t - t_noop) / frames
 
         async def drive(feed: object, frames: list[str]) -> None:
             handler = feed.message_handler
@@ -78,33 +90,54 @@ def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
 
         for r in range(repeat):
             frames = _frames(market, n, 1_700_000_000_000 + r * 10**8)
-            for name in ("noop", "keep", "lake"):
-                spent = sealing = 0.0
-                for i in range(0, n, SEAL_EVERY):  # the flusher seals every 0.25 s: objects never pile up
+            spent = dict.fromkeys(feeds, 0.0)
+            sealing = 0.0
+            for i in range(0, n, SEAL_EVERY):  # the flusher seals every 0.25 s: objects never pile up
+                chunk = frames[i:i + SEAL_EVERY]
+                took = {}
+                for name in order.sample(list(feeds), len(feeds)):
                     t = time.perf_counter()
-                    loop.run_until_complete(drive(feeds[name], frames[i:i + SEAL_EVERY]))
-                    spent += time.perf_counter() - t
+                    loop.run_until_complete(drive(feeds[name], chunk))
+                    took[name] = time.perf_counter() - t
                     if name == "lake":
                         t = time.perf_counter(); lake.buffer("trades").seal(); sealing += time.perf_counter() - t
                     keep.clear()  # the keeping callback lets go of its objects at the same points
-                runs[name].append(spent)
-            runs["seal"].append(sealing)
-            t = time.perf_counter(); lake.flush(); runs["flush"].append(time.perf_counter() - t)
+                for name in pairs:
+                    pairs[name].append((took[name] - took["noop"]) / took["noop"])
+                    per_msg[name].append((took[name] - took["noop"]) / len(chunk) * 1e6)
+                for name in feeds:
+                    spent[name] += took[name]
+            for name in feeds:
+                rounds[name].append(spent[name])
+            rounds["seal"].append(sealing)
+            t = time.perf_counter(); lake.flush(); rounds["flush"].append(time.perf_counter() - t)
         stored = lake.status()["tables"]["trades"]["rows_committed"]
     finally:
         loop.close()
         asyncio.set_event_loop(None)
         lake.close()
         sim.stop()
-    us = {k: statistics.median(v) / n * 1e6 for k, v in runs.items()}
-    callback = us["lake"] - us["noop"]
+    us = {k: statistics.median(v) / n * 1e6 for k, v in rounds.items()}
+    share = {k: statistics.median(v) for k, v in pairs.items()}
+    cost = {k: statistics.median(v) for k, v in per_msg.items()}
     deferred = us["seal"] + us["flush"]
-    return {"messages": n, "repeat": repeat, "rows_stored": stored,
-            "cryptofeed_us_per_msg": us["noop"], "cryptofeed_min_us": min(runs["noop"]) / n * 1e6,
-            "cryptofeed_max_us": max(runs["noop"]) / n * 1e6,
-            "keep_us": us["keep"] - us["noop"], "keep_share": (us["keep"] - us["noop"]) / us["noop"],
-            "lake_callback_us": callback, "seal_us_per_row": us["seal"], "flush_us_per_row": us["flush"],
-            "callback_share": callback / us["noop"], "all_in_share": (callback + deferred) / us["noop"]}
+    return {"messages": n, "repeat": repeat, "rows_stored": stored, "runs_paired": len(pairs["lake"]),
+            "cryptofeed_us_per_msg": us["noop"], "cryptofeed_min_us": min(rounds["noop"]) / n * 1e6,
+            "cryptofeed_max_us": max(rounds["noop"]) / n * 1e6,
+            "keep_us": cost["keep"], "keep_share": share["keep"], "keep_share_iqr": _quartiles(pairs["keep"]),
+            "lake_callback_us": cost["lake"], "callback_share": share["lake"],
+            "callback_share_iqr": _quartiles(pairs["lake"]),
+            # the previous estimate, for comparison: medians of whole rounds, then their ratio
+            "callback_share_of_round_medians": (us["lake"] - us["noop"]) / us["noop"],
+            "seal_us_per_row": us["seal"], "flush_us_per_row": us["flush"],
+            "all_in_share": (cost["lake"] + deferred) / us["noop"]}
+
+
+def _quartiles(values: list[float]) -> list[float]:
+    if len(values) < 2:
+        return [values[0], values[0]] if values else [math.nan, math.nan]
+    q = statistics.quantiles(values, n=4)
+    return [q[0], q[2]]
 
 
 def bench_capture_parse(captures: Path) -> dict:

@@ -92,12 +92,16 @@ def _ingest(r: dict) -> list[str]:
                 f"Stored: {e['rows']['trades']:,} trades, {e['rows']['l2_book']:,} L2 rows; malformed frames: {e['malformed']}.", ""]
     pc, cp = r.get("parse_cost"), r.get("capture_parse")
     if pc:
-        out += [f"Per message on {pc['messages']:,} Binance aggTrade frames (median of {pc['repeat']}): cryptofeed "
+        out += [f"Per message on {pc['messages']:,} Binance aggTrade frames (median of {pc['repeat']} rounds; "
+                f"shares: median of {pc.get('runs_paired', '?')} paired runs of {2_000:,} frames, see Method): cryptofeed "
                 f"{pc['cryptofeed_us_per_msg']:.2f} us ({pc['cryptofeed_min_us']:.2f}-{pc['cryptofeed_max_us']:.2f}); "
                 + (f"a callback that only keeps each object until the seal point {pc['keep_us']:.2f} us; " if "keep_us" in pc else "")
                 + "lake callback "
                 f"{pc['lake_callback_us']:.2f} us; seal (convert, dedup, journal) {pc['seal_us_per_row']:.2f} us/row; flush "
                 f"{pc['flush_us_per_row']:.2f} us/row."
+                + (f" Lake callback share paired {pc['callback_share']:.0%} (quartiles {pc['callback_share_iqr'][0]:.0%}-"
+                   f"{pc['callback_share_iqr'][1]:.0%}); the ratio of whole-round medians, the estimate used before, "
+                   f"{pc['callback_share_of_round_medians']:.0%}." if "callback_share_iqr" in pc else "")
                 + (f" cryptofeed over the real captures (mostly book updates): {cp['parse_us_per_message']:.1f} us/msg "
                    f"over {cp['messages']:,} messages; not playable: {', '.join(cp['not_playable']) or 'none'}." if cp else ""), ""]
     su = r.get("sustained")
