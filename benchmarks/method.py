@@ -84,22 +84,24 @@ What the suite shows about each target (mechanisms; the figures are in the table
 since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git) are named.
 
 - **Lake cost per message vs cryptofeed's.** On Binance aggTrade frames cryptofeed needs only a few
-  microseconds per message. The lake's append alone is ~0.5 us in isolation (a lock, two list
-  appends, counters); measured inside the feed loop it costs more, because the retained `Trade`
-  objects (with their `raw` dicts and Decimals) are kept alive until the seal instead of being freed
-  at once: allocation and garbage-collector work the no-op callback never pays. The deferred seal
-  (convert, validate, dedup, journal, sequence and gap checks) was cut (dedup keys hashed by polars
-  instead of pandas, the sequence check grouped in numpy instead of a per-row loop, each object's
-  fields read once in one C loop, timestamps and strings converted in bulk, dedup lookups per sorted
-  run: seal 6.04 -> 5.70 -> 5.04 us/row over the full runs of 2026-11-26 06:22, 09:10 and 12:16;
-  5.29 at 14:52, whose sections ran at a load average of 1.4-1.9 with no change to this path), but
-  it still runs in the same interpreter as the feed loop, and reading each `Trade`'s fields and
-  Decimals back out of Python objects alone costs a large part of cryptofeed's whole parse.
-  The suite also times a callback that only keeps each object until the seal point and does nothing
-  else: that alone costs more than the 25% budget (see the table), so no callback that keeps
-  cryptofeed's objects for a later conversion can meet the target, and converting in the callback
-  costs the seal's work per row on the feed loop instead. Meeting 25% on trade frames needs
-  conversion outside Python objects (cryptofeed's raw fields, or another process).
+  microseconds per message, so the lake's callback has a budget of under a microsecond. Up to the
+  run of 2026-11-26 17:10 the callback took a lock, appended the `Trade` and its receipt to two
+  lists and kept the object until the seal. Its share was 75% then, and a callback that did nothing
+  but keep each object cost 48%. That looked like a floor for any design that converts later.
+  Two changes since:
+  - The callback keeps no `Trade`: it stores the tuple of the fields the table reads (one
+    `attrgetter` call) with its receipt, as one row appended to one list with no lock, and hands
+    cryptofeed a plain coroutine function. The buffer's bookkeeping runs only at armed counts
+    (pending.py, docs/architecture.md).
+  - The measurement pairs runs. Each 2,000-frame run of a callback is compared with the no-op run
+    of the same frames, milliseconds apart, in shuffled order. The earlier estimate divided medians
+    of whole rounds, and this machine shifts between speed states for seconds at a time. The
+    keep-only floor shrank under the paired method too, so part of the old 48% came from the method.
+    The report gives both estimates.
+  The all-in row is still far from 25%. Its deferred part is the seal (convert, validate, dedup,
+  journal, sequence and gap checks) and the flush, both on the flusher thread. The seal runs in the
+  same interpreter as the feed loop, and it turns Python values into Arrow columns row by row before
+  the bulk casts. That share is a measure of capacity, not of what the feed loop waits for.
 - **Sustained 50k msg/s.** Met since the run of 2026-11-26 12:16 (p99 575 ms; 517 ms at 14:52; 1401 ms
   at 09:10).
   Profiling the 09:10 setup showed the freshness instrument itself growing: its poller asked

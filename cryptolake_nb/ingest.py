@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from .buffer import LiveBuffer
 from .errors import ConfigError
@@ -51,14 +51,33 @@ class LakeCallback:
         try:
             self._append(obj, receipt_timestamp)
         except Exception:  # never propagate into cryptofeed
-            self.errors += 1
-            if self.errors <= 10 or self.errors % 10_000 == 0:
-                log.exception("%s callback could not buffer a row (%d so far)", self.table, self.errors)
+            self._failed()
+
+    def function(self) -> Callable[[Any, float], Awaitable[None]]:
+        """This callback as a plain coroutine function, what `lake.callbacks()` hands cryptofeed: the
+        same work, without the bound-method call an instance costs on every message; errors still
+        count on this instance."""
+        append, failed = self._append, self._failed
+
+        async def callback(obj: Any, receipt_timestamp: float) -> None:
+            try:
+                append(obj, receipt_timestamp)
+            except Exception:  # never propagate into cryptofeed
+                failed()
+
+        callback.__qualname__ = f"{type(self).__name__}({self.table}).function"
+        return callback
+
+    def _failed(self) -> None:
+        self.errors += 1
+        if self.errors <= 10 or self.errors % 10_000 == 0:
+            log.exception("%s callback could not buffer a row (%d so far)", self.table, self.errors)
 
 
-def callback_for(lake: _HasBuffers, channel: str) -> LakeCallback:
-    """The callback storing cryptofeed `channel` (e.g. "trades", "l2_book") in the table of that name."""
-    return LakeCallback(lake, channel)
+def callback_for(lake: _HasBuffers, channel: str) -> Callable[[Any, float], Awaitable[None]]:
+    """The callback storing cryptofeed `channel` (e.g. "trades", "l2_book") in the table of that name,
+    as a coroutine function (`LakeCallback.function`)."""
+    return LakeCallback(lake, channel).function()
 
 
 class TradeLake(LakeCallback):
