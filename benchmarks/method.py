@@ -96,8 +96,9 @@ since the first full run (2026-11-26 06:22, docs/benchmarks.json history in git)
   - The measurement pairs runs. Each 2,000-frame run of a callback is compared with the no-op run
     of the same frames, milliseconds apart, in shuffled order. The earlier estimate divided medians
     of whole rounds, and this machine shifts between speed states for seconds at a time. The
-    keep-only floor shrank under the paired method too, so part of the old 48% came from the method.
-    The report gives both estimates.
+    report gives both estimates for the lake's callback. The keep-only callback also measures
+    lower than the 48% of 17:10; the two methods were not run side by side for it, so how much of
+    that difference comes from the method is not known.
   The all-in row is still far from 25%. Its deferred part is the seal (convert, validate, dedup,
   journal, sequence and gap checks) and the flush, both on the flusher thread. The seal runs in the
   same interpreter as the feed loop, and it turns Python values into Arrow columns row by row before
