@@ -74,11 +74,13 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     lcols = [ident(c, lin.schema, "left") for c in left_names if c not in consts]
     lcols += [ROW] if lin.frame is not None else []
     rcols = key_q + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}" for i, c in enumerate(wanted)]
-    parts = [Part("l", lin, ", ".join([*lcols, f"epoch_ns({on_q}) AS __cl_t"]), lf.where, lf.prune),
+    # one stream: the left times are its `on` column itself (no epoch_ns copy for DuckDB to write)
+    ltime = [] if one_stream else [f"epoch_ns({on_q}) AS __cl_t"]
+    parts = [Part("l", lin, ", ".join([*lcols, *ltime]), lf.where, lf.prune),
              Part("r", rin, ", ".join([*rcols, f"epoch_ns({on_q}) AS __cl_t"]), f"{rf.where} AND {on_q} IS NOT NULL",
                   rf.prune)]
     if one_stream:
-        return convert(_one_stream(parts, left_names, consts, out_names, tol, params, lake), to)
+        return convert(_one_stream(parts, on, left_names, consts, out_names, tol, params, lake), to)
     # the tolerance DuckDB lacks, applied to the one candidate ASOF returns
     fresh = "r.__cl_t IS NOT NULL" + (" AND l.__cl_t - r.__cl_t <= $tolerance" if tol is not None else "")
     shown = [f"l.{q}" for q in lcols if q != ROW]
@@ -91,7 +93,7 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)
 
 
-def _one_stream(parts: list[Part], left_names: list[str], consts: dict[str, str], out_names: list[str],
+def _one_stream(parts: list[Part], on: str, left_names: list[str], consts: dict[str, str], out_names: list[str],
                 tol: int | None, params: dict[str, Any], lake: "Lake | None") -> pa.Table:
     """The as-of join of two lake tables with no key left to match (one stream each side), by
     numpy `searchsorted` on one snapshot of both sides.
@@ -100,12 +102,13 @@ def _one_stream(parts: list[Part], left_names: list[str], consts: dict[str, str]
     two sides are read as they are, by two statements over one snapshot (one UNION ALL BY NAME
     statement padded each side with the other's columns as NULLs), both usually already in time order
     (the files' order), and only a side that is not gets sorted. `consts`: left columns that hold
-    one value (made here rather than read); numeric right columns are gathered by numpy.
+    one value (made here rather than read); numeric right columns are gathered by numpy. The left
+    times are the left `on` column viewed as int64 ns (the right side reads them as `__cl_t`).
     """
     picked = "".join(f"__cl_c{i}, " for i in range(len(out_names)))
     left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")], params, lake)
-    left, lt, unknown = _by_time(left)
-    right, rt, _ = _by_time(right)  # its WHERE keeps only rows with a time
+    left, lt, unknown = _by_time(left, on)
+    right, rt, _ = _by_time(right, "__cl_t")  # its WHERE keeps only rows with a time
     pos = np.searchsorted(rt, lt, side="right") - 1  # the latest right time <= each left time
     at = np.maximum(pos, 0)
     staleness = lt - rt[at] if len(rt) else np.zeros(len(lt), np.int64)
@@ -118,10 +121,13 @@ def _one_stream(parts: list[Part], left_names: list[str], consts: dict[str, str]
     return pa.table(out)
 
 
-def _by_time(table: pa.Table) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
-    """`table` in `__cl_t` order (stable; untouched when it already is; rows without a time last, as
-    ORDER BY puts them), those times, and which rows have none (False when every row has one)."""
-    col = table.column("__cl_t")
+def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
+    """`table` in the order of its time column `name` (stable; untouched when it already is; rows
+    without a time last, as ORDER BY puts them), those times as int64 ns, and which rows have none
+    (False when every row has one)."""
+    col = table.column(name)
+    if pa.types.is_timestamp(col.type):  # a view of the same buffers, in the unit the filters use
+        col = col.cast(pa.timestamp("ns", tz=col.type.tz)).cast(pa.int64())
     unknown: np.ndarray | bool = False
     if col.null_count:
         unknown = col.is_null().to_numpy(zero_copy_only=False)
