@@ -7,10 +7,10 @@ The append is the lake's whole cost on the feed loop, so it is one closure doing
   after `n` and stay.
 - For a table that names its `fields`, an object of a *plain* type (one whose public attributes are
   all in `fields`: nothing would go to `extra`) is stored as the tuple of those attributes, and the
-  object itself is let go at once. Keeping every cryptofeed object alive until the seal made
-  cryptofeed's own allocations land on fresh memory instead of what the previous message freed
-  (benchmarks/parse_cost.py measures both). Other objects are stored as they are; an object that is
-  itself a tuple is wrapped in `records.Unread`, so a stored tuple always means "fields, already read".
+  object itself is let go at once, as after a no-op callback (benchmarks/parse_cost.py times a
+  callback that only keeps each object next to the lake's). Other objects are stored as they are;
+  an object that is itself a tuple is wrapped in `records.Unread`, so a stored tuple always means
+  "fields, already read".
 - The owner's slow path (`on_count`) runs only when the row count reaches `check_at` (the first
   row, a seal-sized run, the flush size, the backpressure limit), never per row.
 """
