@@ -53,8 +53,9 @@ until the same seal points (what keeping cryptofeed's objects for a later conver
 over the real captures in `../shared/data` for scale. Paired: each run of 2,000 frames goes through
 the three callbacks back to back in a shuffled order, and a share is the median over runs of
 (callback run - no-op run) / no-op run, with its quartiles. This machine shifts between speed states
-for seconds at a time (cryptofeed's own cost moved between ~3.4 and ~5.9 us/msg within one run), so a
-ratio of whole-round medians, the estimate used before, mixed states; the report gives it too.
+for seconds at a time (the report gives the spread of cryptofeed's own cost over the single runs,
+from the runs after 2026-11-27 03:10 on), so a ratio of whole-round medians, the estimate used
+before, mixed states; the report gives it too.
 
 **Freshness** (`freshness.py`): a poller runs `SELECT max(receipt_ts) FROM trades` through
 `lake.sql` (what `%%lakesql` runs) over the live rows (`source="live"`), 50 ms between answers; each

@@ -65,9 +65,9 @@ def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
 
     Paired: each run of SEAL_EVERY frames goes through all three feeds back to back, in a shuffled
     order, and the callbacks' shares are medians of the per-run ratios to the no-op run of the same
-    frames. This machine's speed shifts between states for seconds at a time (cryptofeed's own cost
-    moved between ~3.4 and ~5.9 us/msg within one probe run), so comparing totals of whole rounds
-    mixed states; a ratio of runs milliseconds apart does not."""
+    frames. This machine's speed shifts between states for seconds at a time (the no-op runs' own
+    spread, `cryptofeed_run_us`, shows it), so comparing totals of whole rounds mixed states; a
+    ratio of runs milliseconds apart does not."""
     market = Market(SYMBOLS, seed=3, trade_share=1.0)
     sim = ExchangeSimulator(SYMBOLS, rate=0).start()  # only for the feed's TLS and symbol lists
     lake = Lake(root, autoflush=False, max_rows=10**12, max_bytes=2**50)
@@ -82,6 +82,7 @@ def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
         rounds: dict[str, list[float]] = {"noop": [], "keep": [], "lake": [], "seal": [], "flush": []}
         pairs: dict[str, list[float]] = {"keep": [], "lake": []}  # per run of frames: (t - t_noop) / t_noop
         per_msg: dict[str, list[float]] = {"keep": [], "lake": []}  # per run: (t - t_noop) / frames
+        noop_runs: list[float] = []  # per run: cryptofeed's own us/msg
 
         async def drive(feed: object, frames: list[str]) -> None:
             handler = feed.message_handler
@@ -105,6 +106,7 @@ def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
                 for name in pairs:
                     pairs[name].append((took[name] - took["noop"]) / took["noop"])
                     per_msg[name].append((took[name] - took["noop"]) / len(chunk) * 1e6)
+                noop_runs.append(took["noop"] / len(chunk) * 1e6)
                 for name in feeds:
                     spent[name] += took[name]
             for name in feeds:
@@ -123,7 +125,7 @@ def bench_parse_cost(n: int, root: Path, repeat: int) -> dict:
     deferred = us["seal"] + us["flush"]
     return {"messages": n, "repeat": repeat, "rows_stored": stored, "runs_paired": len(pairs["lake"]),
             "cryptofeed_us_per_msg": us["noop"], "cryptofeed_min_us": min(rounds["noop"]) / n * 1e6,
-            "cryptofeed_max_us": max(rounds["noop"]) / n * 1e6,
+            "cryptofeed_max_us": max(rounds["noop"]) / n * 1e6, "cryptofeed_run_us": [min(noop_runs), max(noop_runs)],
             "keep_us": cost["keep"], "keep_share": share["keep"], "keep_share_iqr": _quartiles(pairs["keep"]),
             "lake_callback_us": cost["lake"], "callback_share": share["lake"],
             "callback_share_iqr": _quartiles(pairs["lake"]),

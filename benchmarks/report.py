@@ -94,7 +94,9 @@ def _ingest(r: dict) -> list[str]:
     if pc:
         out += [f"Per message on {pc['messages']:,} Binance aggTrade frames (median of {pc['repeat']} rounds; "
                 f"shares: median of {pc.get('runs_paired', '?')} paired runs of {2_000:,} frames, see Method): cryptofeed "
-                f"{pc['cryptofeed_us_per_msg']:.2f} us ({pc['cryptofeed_min_us']:.2f}-{pc['cryptofeed_max_us']:.2f}); "
+                f"{pc['cryptofeed_us_per_msg']:.2f} us ({pc['cryptofeed_min_us']:.2f}-{pc['cryptofeed_max_us']:.2f}"
+                + (f"; single runs {pc['cryptofeed_run_us'][0]:.2f}-{pc['cryptofeed_run_us'][1]:.2f}" if "cryptofeed_run_us" in pc else "")
+                + "); "
                 + (f"a callback that only keeps each object until the seal point {pc['keep_us']:.2f} us; " if "keep_us" in pc else "")
                 + "lake callback "
                 f"{pc['lake_callback_us']:.2f} us; seal (convert, dedup, journal) {pc['seal_us_per_row']:.2f} us/row; flush "

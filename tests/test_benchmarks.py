@@ -161,6 +161,8 @@ def test_cost_per_message_drives_every_frame_through_cryptofeed_into_the_lake(tm
         assert np.isfinite(r[k]), k
     assert r["cryptofeed_us_per_msg"] > 0 and r["seal_us_per_row"] > 0
     assert r["runs_paired"] == 2 * 2  # two runs of 2,000 frames (2,000 + 1,000) per round
+    low, high = r["cryptofeed_run_us"]  # a round's cost per message lies within its runs' range
+    assert low <= r["cryptofeed_us_per_msg"] <= high
     for share in ("keep_share", "callback_share"):  # a median of the paired runs, between their quartiles
         low, high = r[f"{share}_iqr"]
         assert low <= r[share] <= high, share
