@@ -89,7 +89,10 @@ class LiveBuffer:
     def appended(self) -> int:
         """Rows received: objects appended plus rows added already converted."""
         with self._lock:
-            return self._pending.taken + len(self._pending) + self._bulk
+            return self._received()
+
+    def _received(self) -> int:  # under `_lock`
+        return self._pending.taken + len(self._pending) + self._bulk
 
     def _on_count(self) -> None:
         """The appenders' slow path, run when the pending count reaches `check_at` (not per row)."""
@@ -298,7 +301,7 @@ class LiveBuffer:
                 "rows": pending + self._sealed_rows,
                 "bytes": pending * EST_PENDING_ROW_BYTES + self._sealed_bytes,
                 "age_s": age,
-                "appended": self._pending.taken + pending + self._bulk,
+                "appended": self._received(),
             }
 
 
