@@ -74,9 +74,10 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     lcols = [ident(c, lin.schema, "left") for c in left_names if c not in consts]
     lcols += [ROW] if lin.frame is not None else []
     rcols = key_q + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}" for i, c in enumerate(wanted)]
-    rtime = f"{on_q} AS __cl_t" if one_stream else f"epoch_ns({on_q}) AS __cl_t"  # one stream: viewed as int64 here
-    # one stream: the left times are its `on` column itself (no epoch_ns copy for DuckDB to write)
+    # times: on one stream each side's `on` column itself, viewed as int64 in numpy (the left's is
+    # already among its columns: no epoch_ns copy for DuckDB to write); else epoch_ns for the ASOF
     ltime = [] if one_stream else [f"epoch_ns({on_q}) AS __cl_t"]
+    rtime = f"{on_q} AS __cl_t" if one_stream else f"epoch_ns({on_q}) AS __cl_t"
     parts = [Part("l", lin, ", ".join([*lcols, *ltime]), lf.where, lf.prune),
              Part("r", rin, ", ".join([*rcols, rtime]), f"{rf.where} AND {on_q} IS NOT NULL",
                   rf.prune)]

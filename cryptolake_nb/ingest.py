@@ -34,12 +34,13 @@ class LakeCallback:
         if self.table not in TABLES:
             raise ConfigError(f"channel {self.table!r} is not stored; stored channels are {sorted(TABLES)}")
         self._buffer = lake.buffer(self.table)
-        append = self._buffer.appender()
+        put = self._buffer.appender()
         capture = getattr(lake, "captures", {}).get(self.table)
-        if capture is not None:
-            def append(obj: Any, receipt: float, _put: Any = append) -> None:
-                _put(capture(obj, receipt), receipt)
-        self._append = append
+
+        def captured(obj: Any, receipt: float) -> None:
+            put(capture(obj, receipt), receipt)
+
+        self._append = put if capture is None else captured
         self.errors = 0
 
     @property
