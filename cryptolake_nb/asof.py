@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -97,41 +98,44 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
 
 def _one_stream(parts: list[Part], on: str, left_names: list[str], consts: dict[str, str], out_names: list[str],
                 tol: int | None, params: dict[str, Any], lake: "Lake | None") -> pa.Table:
-    """The as-of join of two lake tables with no key left to match (one stream each side), by
-    numpy `searchsorted` on one snapshot of both sides.
+    """The as-of join of two lake tables with no key left to match (one stream each side): both
+    sides read over one snapshot, then matched by polars' as-of join of their two time columns.
 
     DuckDB's ASOF sorts the left rows with all their columns, then ORDER BY sorts them again; here the
     two sides are read as they are, by two statements over one snapshot (one UNION ALL BY NAME
     statement padded each side with the other's columns as NULLs), both usually already in time order
-    (the files' order), and only a side that is not gets sorted. `consts`: left columns that hold
-    one value (made here rather than read); numeric right columns are gathered by numpy. The left
-    times are the left `on` column viewed as int64 ns (the right side reads them as `__cl_t`).
+    (the files' order), and only a side that is not gets sorted. Only the left times go into the
+    match (the left columns stay as read); polars merges the two sorted time columns in one pass and
+    gathers the right columns. `consts`: left columns that hold one value (made here rather than
+    read). The left times are the left `on` column viewed as int64 ns (the right side reads them as
+    `__cl_t`).
     """
     picked = "".join(f"__cl_c{i}, " for i in range(len(out_names)))
     left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")], params, lake)
     left, lt, unknown = _by_time(left, on)
     right, rt, _ = _by_time(right, "__cl_t")  # its WHERE keeps only rows with a time
-    pos = _at_or_before(rt, lt) - 1  # the latest right time <= each left time
-    at = np.maximum(pos, 0)
-    staleness = lt - rt[at] if len(rt) else np.zeros(len(lt), np.int64)
-    missing = (pos < 0) | unknown | ((staleness > tol) if tol is not None else False)
+    matched = _match(lt, unknown, right.drop_columns(["__cl_t"]), rt, tol)
     out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
            for c in left_names}
     for i, name in enumerate(out_names):
-        out[name] = _gather(right.column(f"__cl_c{i}"), at, missing)
-    out["staleness"] = pa.array(staleness, pa.int64(), mask=missing).cast(pa.duration("ns"))
+        column, kind = matched.column(f"__cl_c{i}"), right.schema.field(f"__cl_c{i}").type
+        out[name] = column if column.type == kind else column.cast(kind)  # polars' own types back to the read ones
+    out["staleness"] = matched.column("staleness").cast(pa.duration("ns"))
     return pa.table(out)
 
 
-def _at_or_before(rt: np.ndarray, lt: np.ndarray) -> np.ndarray:
-    """For each of the sorted times `lt`, how many of the sorted times `rt` are <= it:
-    `searchsorted(rt, lt, "right")`. With fewer right times than left ones it searches the other way
-    (each right time's first left time >= it) and counts with a cumulative sum: fewer searches, and
-    the sum is one pass."""
-    if len(rt) >= len(lt):
-        return np.searchsorted(rt, lt, side="right")
-    first = np.searchsorted(lt, rt, side="left")
-    return np.cumsum(np.bincount(first, minlength=len(lt) + 1)[:len(lt)])
+def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.ndarray, tol: int | None) -> pa.Table:
+    """For each sorted left time `lt` (`unknown`: those that have none), the row of `right` (times
+    `rt`, sorted) with the latest time <= it, if at most `tol` older: `right`'s columns and
+    `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of join: equal
+    times match, and its tolerance is inclusive."""
+    times = pa.array(lt, mask=unknown) if unknown is not False else lt  # no time: no match
+    left = pl.DataFrame({"__cl_t": pl.Series(times)}).with_columns(pl.col("__cl_t").set_sorted())
+    right_times = pl.Series("__cl_t", rt)
+    frame = pl.from_arrow(right) if right.num_columns else pl.DataFrame()
+    frame = frame.with_columns(right_times.set_sorted(), right_times.alias("__cl_r"))
+    joined = left.join_asof(frame, on="__cl_t", strategy="backward", tolerance=tol, check_sortedness=False)
+    return joined.with_columns(staleness=pl.col("__cl_t") - pl.col("__cl_r")).drop("__cl_t", "__cl_r").to_arrow()
 
 
 def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
@@ -151,16 +155,6 @@ def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarr
         table, t = table.take(order), t[order]
         unknown = unknown if unknown is False else unknown[order]
     return table, t, unknown
-
-
-def _gather(column: pa.ChunkedArray, at: np.ndarray, missing: np.ndarray) -> pa.Array:
-    """column[at], NULL where `missing` (and where the value is NULL); `at` is in range when the
-    column has rows, and every row is missing when it has none."""
-    if not len(column):
-        return pa.nulls(len(at), column.type)
-    if (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)) and column.null_count == 0:
-        return pa.array(column.to_numpy()[at], column.type, mask=missing)  # a plain gather, no Arrow take
-    return column.take(pa.array(at, mask=missing))
 
 
 def _columns(lin: Input, rin: Input, on: str, by: Any, columns: Any) -> tuple[tuple[str, ...], list[str], list[str]]:

@@ -72,6 +72,34 @@ def test_start_end_bound_the_left_rows_and_the_right_side_looks_back(market):
     assert {"extra_right", "receipt_ts_right"} <= set(got.columns)  # colliding right columns are suffixed
 
 
+def test_one_stream_and_keyed_paths_give_the_same_frame(market):
+    """One symbol on one exchange runs the one-stream match (polars over the two read sides); the same
+    rows through DuckDB's ASOF (exchange left as a key) must come out equal, column types included."""
+    lake, _ = market
+    one = asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake)
+    keyed = asof_join("trades", "ticker", "ETH-USDT", tolerance="3s", lake=lake)
+    keyed = keyed[keyed.exchange == EXCHANGE].reset_index(drop=True)
+    assert {"extra_right", "receipt_ts_right"} <= set(one.columns) and one.bid.isna().any()
+    pd.testing.assert_frame_equal(one, keyed)
+    for to in ("arrow", "polars"):
+        pair = [asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake, to=to),
+                asof_join("trades", "ticker", "ETH-USDT", tolerance="3s", lake=lake, to=to)]
+        assert pair[0].schema == pair[1].schema
+
+
+def test_the_tolerance_is_inclusive_to_the_nanosecond_on_one_stream(tmp_path, make_trade):
+    with Lake(tmp_path, autoflush=False) as lake:
+        put(lake, [make_trade(100, 1, T0 + s, id=str(i)) for i, s in enumerate([0.25, 1.0, 1.5])])
+        cb = lake.callbacks(["ticker"])["ticker"]
+        asyncio.run(cb(Ticker("BINANCE", "BTC-USDT", Decimal(1), Decimal(2), T0 + 0.5, raw=None), T0))
+        for tolerance, matched in (("500ms", [False, True, False]), ("999999999ns", [False, True, False]),
+                                   ("1s", [False, True, True]), (None, [False, True, True])):
+            got = asof_join("trades", "ticker", "BTC-USDT", exchange="BINANCE", tolerance=tolerance, lake=lake)
+            assert got.bid.notna().tolist() == matched, tolerance
+            assert got.staleness.tolist()[1:] == [pd.Timedelta(s, "ms") if m else pd.NaT
+                                                  for s, m in zip((500, 1000), matched[1:])]
+
+
 def test_frames_keep_the_left_order_and_work_without_a_lake(market):
     lake, ref = market
     trades, ticker = on_binance(ref["trades"]), on_binance(ref["ticker"])
