@@ -130,12 +130,12 @@ def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.n
     `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of join: equal
     times match, and its tolerance is inclusive."""
     times = pa.array(lt, mask=unknown) if unknown is not False else lt  # no time: no match
-    left = pl.DataFrame({"__cl_t": pl.Series(times)}).with_columns(pl.col("__cl_t").set_sorted())
-    right_times = pl.Series("__cl_t", rt)
-    frame = pl.from_arrow(right) if right.num_columns else pl.DataFrame()
-    frame = frame.with_columns(right_times.set_sorted(), right_times.alias("__cl_r"))
-    joined = left.join_asof(frame, on="__cl_t", strategy="backward", tolerance=tol, check_sortedness=False)
-    return joined.with_columns(staleness=pl.col("__cl_t") - pl.col("__cl_r")).drop("__cl_t", "__cl_r").to_arrow()
+    left = pl.DataFrame([pl.Series("__cl_t", times).set_sorted()])
+    right_times = pl.Series("__cl_t", rt).set_sorted()
+    columns = pl.from_arrow(right).get_columns() if right.num_columns else []  # columns=[]: staleness only
+    frame = pl.DataFrame([*columns, right_times, right_times.alias("__cl_r")])
+    joined = left.lazy().join_asof(frame.lazy(), on="__cl_t", strategy="backward", tolerance=tol, check_sortedness=False)
+    return joined.with_columns(staleness=pl.col("__cl_t") - pl.col("__cl_r")).drop("__cl_t", "__cl_r").collect().to_arrow()
 
 
 def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:

@@ -85,6 +85,10 @@ def test_one_stream_and_keyed_paths_give_the_same_frame(market):
         pair = [asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake, to=to),
                 asof_join("trades", "ticker", "ETH-USDT", tolerance="3s", lake=lake, to=to)]
         assert pair[0].schema == pair[1].schema
+    bare = [asof_join("trades", "ticker", "ETH-USDT", exchange=ex, tolerance="3s", columns=[], lake=lake) for ex in
+            (EXCHANGE, None)]  # no right column: only the staleness
+    pd.testing.assert_series_equal(bare[0].staleness, bare[1][bare[1].exchange == EXCHANGE].staleness.reset_index(drop=True))
+    pd.testing.assert_series_equal(bare[0].staleness, one.staleness)
 
 
 def test_the_tolerance_is_inclusive_to_the_nanosecond_on_one_stream(tmp_path, make_trade):
