@@ -126,9 +126,12 @@ def markdown(result: dict) -> str:
               "2026-11-27 00:16 with the exchange and symbol columns made rather than read; 4.98x (267 ms against "
               "1,327) at 03:46 with the left times read from the `ts` column itself instead of an `epoch_ns` copy; "
               "4.31x (214 ms against 925) at 03:59 with the right times counted per left time by a search the "
-              "other way and a cumulative sum. Over the last three runs the lake's median was 295, 267 and 214 ms "
-              "and pandas' 1,386, 1,327 and 925 ms: both move with the machine's state, so the ratio moves with "
-              "both, and no run shows how much of the lake's drop is the code.",
+              "other way and a cumulative sum; 5.25x (247 ms against 1,296) at 05:30 and 5.77x (243 ms against "
+              "1,404) at 05:41 with the matching done by polars' as-of join of the two time columns (one merge "
+              "pass that also gathers the right columns) instead of numpy's binary searches. Over these runs the "
+              "lake's median ranged from 214 to 303 ms and pandas' from 925 to 1,404 ms: both move with the "
+              "machine's state, so the ratio moves with both, and a comparison across runs does not show how much "
+              "of a change is the code.",
               "- `twap` over every symbol reads all 10M trades (four columns) and sorts them by (symbol, ts, "
               "receipt_ts) for each trade's successor; its runs vary the most (see min-max). Its medians in the runs "
               "of 2026-11-26 were 882 ms (10:13), 1,246 ms (12:17) and 1,321 ms (12:37) while its weights were "
