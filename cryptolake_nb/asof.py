@@ -1,20 +1,21 @@
 """As-of join with a tolerance: each left row gets the latest right row at or before it, if fresh enough.
 
-DuckDB's ASOF JOIN picks the latest right row with `right.on <= left.on` but has no tolerance; the
-tolerance is applied here on that one candidate (if it is too old, every earlier row is older still,
-so NULLs are the right answer). It never looks ahead: a right row after the left row is never used.
+Two lake tables are read apart and matched by polars (`asof_direct.py`). Once a frame is involved,
+DuckDB's ASOF JOIN picks the latest right row with `right.on <= left.on`; it has no tolerance, so
+the tolerance is applied here on that one candidate (if it is too old, every earlier row is older
+still, so NULLs are the right answer). Neither looks ahead: a right row after the left row is never
+used.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._sources import ROW, Input, Part, as_input, run, run_each
+from ._sources import ROW, Input, Part, as_input, run
 from ._sqlargs import Filters, check_to, filters, ident, name_list, parse_interval, quote, symbol_list
+from .asof_direct import join_tables
 from .errors import ConfigError
 from .lake import Output, convert
 
@@ -68,22 +69,24 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     # (and the sort) spares DuckDB's ASOF a partition on strings (a fifth of its time for one stream)
     pinned = {"symbol": syms is not None and len(syms) == 1, "exchange": exchange is not None}
     free = [q for k, q in zip(keys, key_q) if not pinned.get(k, False)]
-    one_stream = bool(lin.table and rin.table and not free)
+    tables = bool(lin.table and rin.table)  # both read apart and matched by polars (asof_direct.py)
     # on one stream, a left column filtered to one value is that value on every row: made, not read
     consts = {c: v for c, v in (("symbol", syms[0] if pinned["symbol"] else None), ("exchange", exchange))
-              if one_stream and v is not None and c in left_names and pa.types.is_string(lin.schema.field(c).type)}
+              if tables and not free and v is not None and c in left_names
+              and pa.types.is_string(lin.schema.field(c).type)}
     lcols = [ident(c, lin.schema, "left") for c in left_names if c not in consts]
     lcols += [ROW] if lin.frame is not None else []
     rcols = key_q + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}" for i, c in enumerate(wanted)]
-    # times: on one stream each side's `on` column itself, viewed as int64 in numpy (the left's is
+    # times: for two tables each side's `on` column itself, viewed as int64 in numpy (the left's is
     # already among its columns: no epoch_ns copy for DuckDB to write); else epoch_ns for the ASOF
-    ltime = [] if one_stream else [f"epoch_ns({on_q}) AS __cl_t"]
-    rtime = f"{on_q} AS __cl_t" if one_stream else f"epoch_ns({on_q}) AS __cl_t"
+    ltime = [] if tables else [f"epoch_ns({on_q}) AS __cl_t"]
+    rtime = f"{on_q} AS __cl_t" if tables else f"epoch_ns({on_q}) AS __cl_t"
     parts = [Part("l", lin, ", ".join([*lcols, *ltime]), lf.where, lf.prune),
              Part("r", rin, ", ".join([*rcols, rtime]), f"{rf.where} AND {on_q} IS NOT NULL",
                   rf.prune)]
-    if one_stream:
-        return convert(_one_stream(parts, on, left_names, consts, out_names, tol, params, lake), to)
+    if tables:
+        free_names = [k for k in keys if not pinned.get(k, False)]
+        return convert(join_tables(parts, on, free_names, left_names, consts, out_names, tol, params, lake), to)
     # the tolerance DuckDB lacks, applied to the one candidate ASOF returns
     fresh = "r.__cl_t IS NOT NULL" + (" AND l.__cl_t - r.__cl_t <= $tolerance" if tol is not None else "")
     shown = [f"l.{q}" for q in lcols if q != ROW]
@@ -94,67 +97,6 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     table = run(parts, f"SELECT {', '.join(shown)} FROM l ASOF LEFT JOIN r ON {cond} ORDER BY {order}", params, lake)
     stale = pc.cast(table.column("staleness"), pa.int64()).cast(pa.duration("ns"))
     return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)
-
-
-def _one_stream(parts: list[Part], on: str, left_names: list[str], consts: dict[str, str], out_names: list[str],
-                tol: int | None, params: dict[str, Any], lake: "Lake | None") -> pa.Table:
-    """The as-of join of two lake tables with no key left to match (one stream each side): both
-    sides read over one snapshot, then matched by polars' as-of join of their two time columns.
-
-    DuckDB's ASOF sorts the left rows with all their columns, then ORDER BY sorts them again; here the
-    two sides are read as they are, by two statements over one snapshot (one UNION ALL BY NAME
-    statement padded each side with the other's columns as NULLs), both usually already in time order
-    (the files' order), and only a side that is not gets sorted. Only the left times go into the
-    match (the left columns stay as read); polars merges the two sorted time columns in one pass and
-    gathers the right columns. `consts`: left columns that hold one value (made here rather than
-    read). The left times are the left `on` column viewed as int64 ns (the right side reads them as
-    `__cl_t`).
-    """
-    picked = "".join(f"__cl_c{i}, " for i in range(len(out_names)))
-    left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")], params, lake)
-    left, lt, unknown = _by_time(left, on)
-    right, rt, _ = _by_time(right, "__cl_t")  # its WHERE keeps only rows with a time
-    matched = _match(lt, unknown, right.drop_columns(["__cl_t"]), rt, tol)
-    out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
-           for c in left_names}
-    for i, name in enumerate(out_names):
-        column, kind = matched.column(f"__cl_c{i}"), right.schema.field(f"__cl_c{i}").type
-        out[name] = column if column.type == kind else column.cast(kind)  # polars' own types back to the read ones
-    out["staleness"] = matched.column("staleness").cast(pa.duration("ns"))
-    return pa.table(out)
-
-
-def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.ndarray, tol: int | None) -> pa.Table:
-    """For each sorted left time `lt` (`unknown`: those that have none), the row of `right` (times
-    `rt`, sorted) with the latest time <= it, if at most `tol` older: `right`'s columns and
-    `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of join: equal
-    times match, and its tolerance is inclusive."""
-    times = pa.array(lt, mask=unknown) if unknown is not False else lt  # no time: no match
-    left = pl.DataFrame([pl.Series("__cl_t", times).set_sorted()])
-    right_times = pl.Series("__cl_t", rt).set_sorted()
-    columns = pl.from_arrow(right).get_columns() if right.num_columns else []  # columns=[]: staleness only
-    frame = pl.DataFrame([*columns, right_times, right_times.alias("__cl_r")])
-    joined = left.lazy().join_asof(frame.lazy(), on="__cl_t", strategy="backward", tolerance=tol, check_sortedness=False)
-    return joined.with_columns(staleness=pl.col("__cl_t") - pl.col("__cl_r")).drop("__cl_t", "__cl_r").collect().to_arrow()
-
-
-def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
-    """`table` in the order of its time column `name` (stable; untouched when it already is; rows
-    without a time last, as ORDER BY puts them), those times as int64 ns, and which rows have none
-    (False when every row has one)."""
-    col = table.column(name)
-    if pa.types.is_timestamp(col.type):  # a view of the same buffers, in the unit the filters use
-        col = col.cast(pa.timestamp("ns", tz=col.type.tz)).cast(pa.int64())
-    unknown: np.ndarray | bool = False
-    if col.null_count:
-        unknown = col.is_null().to_numpy(zero_copy_only=False)
-        col = col.fill_null(np.iinfo(np.int64).max)  # sorts last; `unknown` keeps it from matching
-    t = col.to_numpy()
-    if len(t) > 1 and not (t[1:] >= t[:-1]).all():
-        order = np.argsort(t, kind="stable")
-        table, t = table.take(order), t[order]
-        unknown = unknown if unknown is False else unknown[order]
-    return table, t, unknown
 
 
 def _columns(lin: Input, rin: Input, on: str, by: Any, columns: Any) -> tuple[tuple[str, ...], list[str], list[str]]:

@@ -72,23 +72,35 @@ def test_start_end_bound_the_left_rows_and_the_right_side_looks_back(market):
     assert {"extra_right", "receipt_ts_right"} <= set(got.columns)  # colliding right columns are suffixed
 
 
-def test_one_stream_and_keyed_paths_give_the_same_frame(market):
-    """One symbol on one exchange runs the one-stream match (polars over the two read sides); the same
-    rows through DuckDB's ASOF (exchange left as a key) must come out equal, column types included."""
+def test_two_tables_give_the_frame_duckdbs_asof_gives_for_the_same_rows(market):
+    """Two lake tables are read apart and matched by polars (one stream, or by key); the same rows
+    given as Arrow frames go through DuckDB's ASOF JOIN: the two must come out equal, types included."""
     lake, _ = market
+    trades = lake.sql("SELECT * FROM trades ORDER BY ts, exchange, symbol", to="arrow")
+    ticker = lake.sql("SELECT * FROM ticker", to="arrow")
+    for symbols, exchange in (("ETH-USDT", EXCHANGE), (list(SYMBOLS), None), (list(SYMBOLS), EXCHANGE), (None, None)):
+        for columns in (None, []):  # []: only the staleness
+            got = asof_join("trades", "ticker", symbols, exchange=exchange, tolerance="3s", columns=columns, lake=lake)
+            exp = asof_join(trades, ticker, symbols, exchange=exchange, tolerance="3s", columns=columns)
+            pd.testing.assert_frame_equal(got, exp)
+        assert {"extra_right", "receipt_ts_right"} <= set(got.columns) or columns == []
     one = asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake)
-    keyed = asof_join("trades", "ticker", "ETH-USDT", tolerance="3s", lake=lake)
-    keyed = keyed[keyed.exchange == EXCHANGE].reset_index(drop=True)
-    assert {"extra_right", "receipt_ts_right"} <= set(one.columns) and one.bid.isna().any()
-    pd.testing.assert_frame_equal(one, keyed)
+    assert one.bid.isna().any() and one.bid.notna().any() and {"extra_right", "receipt_ts_right"} <= set(one.columns)
     for to in ("arrow", "polars"):
-        pair = [asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake, to=to),
-                asof_join("trades", "ticker", "ETH-USDT", tolerance="3s", lake=lake, to=to)]
+        pair = [asof_join("trades", "ticker", list(SYMBOLS), tolerance="3s", lake=lake, to=to),
+                asof_join(trades, ticker, list(SYMBOLS), tolerance="3s", to=to)]
         assert pair[0].schema == pair[1].schema
-    bare = [asof_join("trades", "ticker", "ETH-USDT", exchange=ex, tolerance="3s", columns=[], lake=lake) for ex in
-            (EXCHANGE, None)]  # no right column: only the staleness
-    pd.testing.assert_series_equal(bare[0].staleness, bare[1][bare[1].exchange == EXCHANGE].staleness.reset_index(drop=True))
-    pd.testing.assert_series_equal(bare[0].staleness, one.staleness)
+
+
+def test_a_null_key_matches_nothing_between_two_tables(market):
+    """`by` a nullable column (a trade's side): NULL = NULL is not true, as in DuckDB's ASOF."""
+    lake, _ = market
+    trades = lake.sql("SELECT * FROM trades ORDER BY ts, exchange, symbol, side", to="arrow")
+    got = asof_join("trades", "trades", by=["exchange", "symbol", "side"], columns="price", lake=lake)
+    exp = asof_join(trades, trades, by=["exchange", "symbol", "side"], columns="price")
+    assert got.side.isna().sum() > 10 and got.price_right[got.side.isna()].isna().all()
+    assert got.price_right[got.side.notna()].notna().all()  # each trade matches itself at least
+    pd.testing.assert_frame_equal(got, exp)
 
 
 def test_the_tolerance_is_inclusive_to_the_nanosecond_on_one_stream(tmp_path, make_trade):
@@ -233,7 +245,7 @@ def test_asof_never_looks_ahead_and_respects_the_tolerance(left, right, tol, key
        tol=st.integers(1, 120_000), one=st.booleans())
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_asof_over_lake_tables_never_looks_ahead(tmp_path_factory, make_trade, rows, quotes, tol, one):
-    """`one`: one symbol on one exchange, the one-stream path (numpy search, constant key columns)."""
+    """`one`: one symbol on one exchange, the one-stream path (constant key columns); else by key."""
     with Lake(tmp_path_factory.mktemp("a"), autoflush=False) as lake:
         put(lake, [make_trade(100, 1, T0 + ms / 1000, symbol=s, id=str(i)) for i, (ms, s) in enumerate(rows)])
         cb = lake.callbacks(["ticker"])["ticker"]
@@ -288,7 +300,7 @@ def test_left_rows_without_a_time_match_nothing_and_come_last(tmp_path):
         asyncio.run(go())
         one = asof_join("funding", "funding", "BTC-USDT-PERP", on="next_funding_time", columns="rate",
                         exchange="BINANCE_FUTURES", lake=lake)
-        keyed = asof_join("funding", "funding", on="next_funding_time", columns="rate", lake=lake)  # DuckDB's ASOF
+        keyed = asof_join("funding", "funding", on="next_funding_time", columns="rate", lake=lake)  # by key
         for got in (one, keyed):  # by `on`; rows tied on it (here: both without one) in no set order
             assert list(got.rate[:3]) == [0, 4, 2] and sorted(got.rate[3:]) == [1, 3]
             assert got.next_funding_time.isna().tolist() == [False] * 3 + [True] * 2
