@@ -130,6 +130,8 @@ def _scopes(days: int) -> dict[str, dict[str, Any]]:
         "multi": dict(symbols=every, kw=dict()),
         "multi5": dict(symbols=every[:5], kw=dict()),
         "multi_quotes": dict(symbols=every, kw=dict(exchange="BINANCE")),  # quote helpers: one venue
+        # asof_join returns every trade: over everything that is 10M rows out, a day is 2.5M
+        "multi_day": dict(symbols=every, kw=dict(start=T0_NS + DAY_NS, end=T0_NS + 2 * DAY_NS)),
     }
 
 
@@ -164,7 +166,8 @@ _PLAN: dict[str, list[tuple[str, str, dict, dict]]] = {
                        ("multi", "multi", {"bin": 1.0}, {"bin": 1.0})],
     "asof_join": [("day", "day", {"tolerance": "1s"}, {"tolerance_ns": SEC}),
                   ("recent", "recent", {"tolerance": "1s"}, {"tolerance_ns": SEC}),
-                  ("full", "full", {"tolerance": "1s"}, {"tolerance_ns": SEC})],
+                  ("full", "full", {"tolerance": "1s"}, {"tolerance_ns": SEC}),
+                  ("multi", "multi_day", {"tolerance": "1s"}, {"tolerance_ns": SEC})],
     "resample": [("day", "day", {"interval": "1s"}, {"interval_ns": SEC}),
                  ("full", "full", {"interval": "1min"}, {"interval_ns": MIN}),
                  ("multi", "multi_quotes", {"interval": "1min"}, {"interval_ns": MIN})],

@@ -100,7 +100,8 @@ def markdown(result: dict) -> str:
         "- Variants: **day** one symbol on one exchange, one history day; **recent** the same symbol from the "
         "last history day on, live rows included; **full** that symbol over the whole history and the live "
         "rows; **multi** all 8 symbols, all exchanges pooled (5 symbols for ohlc; quote helpers need one "
-        "venue: BINANCE) over everything.",
+        "venue: BINANCE) over everything, except `asof_join`, which returns every trade with its quote: its "
+        "multi case is one history day (2.5M rows out; over everything it would be 10M).",
         "",
         "## Targets",
         "",
