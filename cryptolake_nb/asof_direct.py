@@ -80,24 +80,28 @@ def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.n
 
 def _groups(left: pa.Table, right: pa.Table, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """One int64 per row for its combination of the `keys` columns, equal across the two sides for
-    equal values; a row with a NULL key gets -1 (left) or -2 (right): it matches nothing, as NULL =
-    NULL is not true in SQL."""
+    equal values. Values are numbered by the left side's: a right row with a value the left lacks,
+    or with a NULL key, gets -2 and a left row with a NULL key -1, so neither matches anything (NULL =
+    NULL is not true in SQL)."""
     lg, rg = np.zeros(left.num_rows, np.int64), np.zeros(right.num_rows, np.int64)
     lnull, rnull = np.zeros(left.num_rows, bool), np.zeros(right.num_rows, bool)
     size = 1
     for key in keys:
         lk, rk = left.column(key), right.column(key)
         rk = rk if rk.type == lk.type else rk.cast(lk.type)
-        values = pc.drop_null(pc.unique(pa.chunked_array([pc.unique(lk), pc.unique(rk)], lk.type)))
-        if size * max(len(values), 1) >= _DENSE:  # keep the combined number small: renumber densely
+        values = pc.drop_null(pc.unique(lk))
+        count = max(len(values), 1)
+        if size * count >= _DENSE:  # keep the combined number small: renumber densely
             _, dense = np.unique(np.concatenate([lg, rg]), return_inverse=True)
             lg, rg, size = dense[:len(lg)].astype(np.int64), dense[len(lg):].astype(np.int64), int(dense.max(initial=0)) + 1
         for g, nulls, column in ((lg, lnull, lk), (rg, rnull, rk)):
             at = pc.index_in(column, value_set=values, skip_nulls=True)
-            g *= max(len(values), 1)
-            g += at.fill_null(0).to_numpy()
-            nulls |= at.is_null().to_numpy(zero_copy_only=False)
-        size *= max(len(values), 1)
+            if at.null_count:
+                nulls |= at.is_null().to_numpy(zero_copy_only=False)
+                at = at.fill_null(0)
+            g *= count
+            g += at.to_numpy()
+        size *= count
     lg[lnull], rg[rnull] = -1, -2
     return lg, rg
 

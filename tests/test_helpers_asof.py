@@ -306,3 +306,17 @@ def test_left_rows_without_a_time_match_nothing_and_come_last(tmp_path):
             assert got.next_funding_time.isna().tolist() == [False] * 3 + [True] * 2
             assert got.rate_right.tolist()[:3] == [0, 4, 2] and got.rate_right[3:].isna().all()
             assert got.staleness[:3].eq(pd.Timedelta(0)).all() and got.staleness[3:].isna().all()
+
+
+def test_many_keys_of_many_values_still_match_exactly(market):
+    """Three keys with thousands of values each: over 2**31 combinations, past which the numbering
+    of key combinations is made dense before the next key is added (a plain product of many such
+    keys would overflow int64); every trade still finds itself, as DuckDB's ASOF does for the same
+    frames."""
+    lake, _ = market
+    by = ["trade_id", "price", "amount"]
+    trades = lake.sql("SELECT * FROM trades ORDER BY ts, trade_id, price, amount", to="arrow")
+    got = asof_join("trades", "trades", by=by, columns=["ts", "side"], lake=lake)
+    assert (got.ts_right == got.ts).all() and (got.side_right.isna() == got.side.isna()).all()
+    assert got.trade_id.nunique() * got.price.nunique() * got.amount.nunique() > 2**31
+    pd.testing.assert_frame_equal(got, asof_join(trades, trades, by=by, columns=["ts", "side"]))
