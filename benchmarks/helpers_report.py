@@ -128,17 +128,18 @@ def markdown(result: dict) -> str:
               "1,327) at 03:46 with the left times read from the `ts` column itself instead of an `epoch_ns` copy; "
               "4.31x (214 ms against 925) at 03:59 with the right times counted per left time by a search the "
               "other way and a cumulative sum; 5.25x (247 ms against 1,296) at 05:30, 5.77x (243 ms against "
-              "1,404) at 05:41, 5.14x (234 ms against 1,203) at 06:08, 5.69x (229 against 1,306) at 06:25 and 5.17x "
-              "(251 against 1,297) at 06:38 with the matching done by polars' as-of "
+              "1,404) at 05:41, 5.14x (234 ms against 1,203) at 06:08, 5.69x (229 against 1,306) at 06:25, 5.17x "
+              "(251 against 1,297) at 06:38 and 5.06x (237 against 1,202) at 07:04 with the matching done by polars' as-of "
               "join of the two time columns (one merge pass that also gathers the right columns) instead of "
               "numpy's binary searches. Over these runs the lake's median ranged from 214 to 303 ms and pandas' "
               "from 925 to 1,404 ms: both move with the machine's state, so the ratio moves with both, and a "
-              "comparison across runs does not show how much of a change is the code. The five runs since that "
-              "change clear 5x by 3% to 15%: a run on a busier machine can still fall under it.",
+              "comparison across runs does not show how much of a change is the code. The six runs since that "
+              "change clear 5x by 1% to 15%: a run on a busier machine can still fall under it.",
               "- `asof_join` over several symbols (one history day, 2.5M rows out) is the one case that misses: "
               "1.66x and 1.54 s at 2026-11-27 06:25 with DuckDB's ASOF JOIN by key, 2.74x and 1.08 s at 06:38 with "
               "both sides read apart (the left in output order by DuckDB's ORDER BY) and polars' as-of join by an "
-              "integer per key combination. What is left is mostly reading and ordering the 2.5M wide left rows, "
+              "integer per key combination; 2.58x and 1.27 s at 07:04 with the key values numbered by the left "
+              "side's alone (pandas took 3,286 ms in that run against 2,964 in the one before). What is left is mostly reading and ordering the 2.5M wide left rows, "
               "then numbering the key combinations of both sides and the keyed merge; pandas' `merge_asof` "
               "itself is fast here, and its whole computation takes about 3 s.",
               "- `twap` over every symbol reads all 10M trades (four columns) and sorts them by (symbol, ts, "
