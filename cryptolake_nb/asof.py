@@ -33,8 +33,8 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
               lake: "Lake | None" = None) -> Any:
     """Every left row with the right row in effect at its time: `<left columns>, <right columns>,
     staleness`. `left` and `right` are lake table names ("trades", "ticker", ...) or pandas, polars
-    or Arrow frames; two tables are joined inside the lake's DuckDB (history + live), frames in a
-    private in-memory one.
+    or Arrow frames; two tables are read by the lake's DuckDB (history + live, one snapshot) and
+    matched by polars, frames are joined by DuckDB's ASOF in a private in-memory one.
 
     - `on`: a timestamp column of both sides; the match is the right row with the latest `on` <= the
       left row's `on` (an equal time matches; on ties between right rows, any one of them).
@@ -68,7 +68,8 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     # a key both sides are filtered to one value of is equal on every row: leaving it out of the match
     # spares numbering it per row (two tables) or a partition on strings in DuckDB's ASOF (frames)
     pinned = {"symbol": syms is not None and len(syms) == 1, "exchange": exchange is not None}
-    free = [q for k, q in zip(keys, key_q) if not pinned.get(k, False)]
+    free_names = [k for k in keys if not pinned.get(k, False)]
+    free = [quote(k) for k in free_names]  # as `ident` quotes them
     tables = bool(lin.table and rin.table)  # both read apart and matched by polars (asof_direct.py)
     # on one stream, a left column filtered to one value is that value on every row: made, not read
     consts = {c: v for c, v in (("symbol", syms[0] if pinned["symbol"] else None), ("exchange", exchange))
@@ -85,7 +86,6 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
              Part("r", rin, ", ".join([*rcols, rtime]), f"{rf.where} AND {on_q} IS NOT NULL",
                   rf.prune)]
     if tables:
-        free_names = [k for k in keys if not pinned.get(k, False)]
         return convert(join_tables(parts, on, free_names, left_names, consts, out_names, tol, params, lake), to)
     # the tolerance DuckDB lacks, applied to the one candidate ASOF returns
     fresh = "r.__cl_t IS NOT NULL" + (" AND l.__cl_t - r.__cl_t <= $tolerance" if tol is not None else "")
