@@ -141,14 +141,15 @@ class Collector:
 
     def _record(self, message: str, exc: BaseException | None = None, *, fatal: bool = False) -> None:
         message = redact(message)  # errors may quote a proxy URL: never its credentials
-        self._errors.append(message)
-        if fatal:
-            self._state = CollectorState.FAILED
         trace = "" if exc is None else "".join(traceback.format_exception(exc))
+        # logged first: whoever sees the error in status() (another thread) finds it in the log too
         if redact(trace) == trace:
             log.error("collector %r: %s", self.name, message, exc_info=exc)
         else:
             log.error("collector %r: %s\n%s", self.name, message, redact(trace))
+        self._errors.append(message)
+        if fatal:
+            self._state = CollectorState.FAILED
 
     def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         # cryptofeed reports a feed that gave up reconnecting only here (a task's unretrieved error)

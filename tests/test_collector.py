@@ -229,6 +229,12 @@ def test_bad_symbol_fails_into_status_and_log(sim: ExchangeSimulator, collectors
     assert capsys.readouterr() == ("", "")
 
 
+class _SlowHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            time.sleep(0.3)
+
+
 def test_unreachable_endpoint_fails_into_status_and_log(collectors: list[Collector], caplog: pytest.LogCaptureFixture,
                                                        capsys: pytest.CaptureFixture) -> None:
     gone = ExchangeSimulator()
@@ -236,9 +242,14 @@ def test_unreachable_endpoint_fails_into_status_and_log(collectors: list[Collect
     gone.stop()  # its port now refuses connections
     spec = FeedSpec("BINANCE", ("BTC-USDT",), ("trades",), simulator=gone, retries=0)
     c = make_collector(collectors, spec, Sink())
-    with caplog.at_level(logging.WARNING):
-        c.start()
-        assert wait_for(lambda: c.status()["state"] == "failed")
+    slow = _SlowHandler()  # a slow log handler widens any window between "failed" and the log record
+    logging.getLogger("cryptolake_nb.collector").addHandler(slow)
+    try:
+        with caplog.at_level(logging.WARNING):
+            c.start()
+            assert wait_for(lambda: c.status()["state"] == "failed")
+    finally:
+        logging.getLogger("cryptolake_nb.collector").removeHandler(slow)
     errors = c.status()["errors"]
     assert errors and "retries" in errors[-1]
     assert any(r.name == "cryptolake_nb.collector" and r.levelno == logging.ERROR for r in caplog.records)
