@@ -46,7 +46,8 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     - `symbols`, `exchange` filter each side that has that column; `start`/`end` bound the left rows'
       `on` and the right rows to `[start - tolerance, end)` (all earlier right rows without a tolerance).
 
-    Rows come in the left frame's order, or for a left table by `on` then `by`. Beware of bucketed
+    Rows come in the left frame's order, or for a left table by `by` (NULL last) then `on`, as the
+    other helpers put the symbol before the time (ties in the table's order). Beware of bucketed
     frames (`mid(..., "1min")`): labelled by bucket start, they hold the bucket's last value, so a raw
     row joined to them would see later quotes; join raw rows to raw tables, bars to bars.
 
@@ -93,7 +94,7 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     shown += [f"CASE WHEN {fresh} THEN r.__cl_c{i} END AS {quote(n)}" for i, n in enumerate(out_names)]
     shown.append(f"CASE WHEN {fresh} THEN l.__cl_t - r.__cl_t END AS staleness")
     cond = " AND ".join([f"l.{q} = r.{q}" for q in free] + ["l.__cl_t >= r.__cl_t"])
-    order = f"l.{ROW}" if lin.frame is not None else ", ".join(["l.__cl_t", *(f"l.{q}" for q in free)])
+    order = f"l.{ROW}" if lin.frame is not None else ", ".join([*(f"l.{q}" for q in free), "l.__cl_t"])
     table = run(parts, f"SELECT {', '.join(shown)} FROM l ASOF LEFT JOIN r ON {cond} ORDER BY {order}", params, lake)
     stale = pc.cast(table.column("staleness"), pa.int64()).cast(pa.duration("ns"))
     return convert(table.set_column(table.schema.get_field_index("staleness"), "staleness", stale), to)

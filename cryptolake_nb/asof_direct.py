@@ -1,12 +1,13 @@
 """The as-of join of two lake tables: both sides read by the lake's DuckDB over one snapshot, then
 matched by polars' as-of join on the time columns (and an integer per key combination).
 
-DuckDB's ASOF JOIN sorts the left rows with all their columns for its own partitions, then the
-ORDER BY sorts them again. Here each side is read by its own statement over one snapshot
-(`Lake.query_each`: the same live rows and files for both), already in the output's order, and only
-the times (plus one int64 group per row when keys are to match) go into the match; polars merges
-them in one pass and gathers the right columns. Used by `asof.asof_join` for two tables; frames go
-through DuckDB's ASOF in a private connection.
+DuckDB's ASOF JOIN sorts the left rows with all their columns for its own partitions, and an ORDER
+BY sorts them again. Here each side is read by its own statement over one snapshot (`Lake.query_each`:
+the same live rows and files for both) in the files' order, which the lake's partitions already make
+runs of one exchange/symbol by time; only the times (plus one int64 group per row when keys are to
+match) are sorted and go into the match, polars merges them and gathers the right columns, and the
+wide left rows are rearranged as zero-copy slices of their runs. Used by `asof.asof_join` for two
+tables; frames go through DuckDB's ASOF in a private connection.
 """
 from __future__ import annotations
 
@@ -31,23 +32,37 @@ _DENSE = 2**31  # key combinations beyond this are renumbered densely before the
 def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[str], consts: dict[str, str],
                 out_names: list[str], tol: int | None, params: dict[str, Any], lake: "Lake | None") -> pa.Table:
     """`<left columns>, <right columns as out_names>, staleness` for the parts `l` (the left table's
-    columns but `consts`) and `r` (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `on` then
-    `keys`. `consts`: left columns that hold one value, made here rather than read (DuckDB would
-    copy the same string into the result for every row).
+    columns but `consts`) and `r` (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `keys` (NULL
+    last) then `on`. `consts`: left columns that hold one value, made here rather than read (DuckDB
+    would copy the same string into the result for every row).
 
-    With no key (one stream each side) the sides are read in the files' order, usually already by
-    time (a side that is not gets sorted); with keys, DuckDB returns the left rows by `on` then keys
-    (the output's order) and the right rows by time, and each row's key combination becomes one
-    int64 for polars' `by`.
+    Both sides are read in the files' order: the lake's files are already by exchange/symbol/date, so
+    a side is usually a few long runs per key combination, each already by time. Each row's key
+    combination becomes one int64 (numbered in key order), the rows are put in (keys, time) order by
+    a stable sort that finds those runs, and the output is assembled from zero-copy slices of them;
+    only rows out of place (e.g. live rows of several streams interleaved) are gathered.
     """
     quoted = [quote(k) for k in keys]
     picked = "".join(f"{q}, " for q in quoted) + "".join(f"__cl_c{i}, " for i in range(len(out_names)))
-    left_sql = "SELECT * FROM l" + (f" ORDER BY {', '.join([quote(on), *quoted])}" if keys else "")
-    right_sql = f"SELECT {picked}__cl_t FROM r" + (" ORDER BY __cl_t" if keys else "")
-    left, right = run_each([([parts[0]], left_sql), ([parts[1]], right_sql)], params, lake)
-    left, lt, unknown = _by_time(left, on)
-    right, rt, _ = _by_time(right, "__cl_t")  # its WHERE keeps only rows with a time
-    groups = _groups(left, right, keys) if keys else None
+    left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")],
+                           params, lake)
+    groups = None
+    if keys:
+        lt, unknown = _times(left, on)
+        rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
+        lheads, rheads = _runs(left, keys, lt), _runs(right, keys, rt)
+        lcodes, rcodes = _groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys)
+        lplan, lg = _order(lheads, lcodes, lt)
+        rplan, rg = _order(rheads, rcodes, rt)
+        if lplan is not None:
+            left, lt = _arranged(left, lplan), _moved(lt, lplan)
+            unknown = unknown if unknown is False else _moved(unknown, lplan)
+        if rplan is not None:
+            right, rt = _arranged(right, rplan), _moved(rt, rplan)
+        groups = (lg, rg)
+    else:
+        left, lt, unknown = _by_time(left, on)
+        right, rt, _ = _by_time(right, "__cl_t")
     values = right.select([f"__cl_c{i}" for i in range(len(out_names))])
     matched = _match(lt, unknown, values, rt, tol, groups)
     out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
@@ -61,14 +76,17 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
 
 def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.ndarray, tol: int | None,
            groups: tuple[np.ndarray, np.ndarray] | None) -> pa.Table:
-    """For each sorted left time `lt` (`unknown`: those that have none), the row of `right` (times
-    `rt`, sorted) of the same group with the latest time <= it, if at most `tol` older: `right`'s
+    """For each left time `lt` (`unknown`: those that have none), the row of `right` (times `rt`) of
+    the same group with the latest time <= it, if at most `tol` older: `right`'s
     columns and `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of
-    join: equal times match, and its tolerance is inclusive."""
+    join: equal times match, and its tolerance is inclusive. Times are sorted: as a whole without
+    `groups`, within each group with them."""
     times = pa.array(lt, mask=unknown) if unknown is not False else lt  # no time: no match
     by = [] if groups is None else [pl.Series("__cl_g", groups[0])]
-    left = pl.DataFrame([pl.Series("__cl_t", times).set_sorted(), *by])
-    right_times = pl.Series("__cl_t", rt).set_sorted()
+    left_times, right_times = pl.Series("__cl_t", times), pl.Series("__cl_t", rt)
+    if groups is None:  # sorted as a whole; with groups only within each (all polars needs with `by`)
+        left_times, right_times = left_times.set_sorted(), right_times.set_sorted()
+    left = pl.DataFrame([left_times, *by])
     columns = pl.from_arrow(right).get_columns() if right.num_columns else []  # columns=[]: staleness only
     by_right = [] if groups is None else [pl.Series("__cl_g", groups[1])]
     frame = pl.DataFrame([*columns, right_times, right_times.alias("__cl_r"), *by_right])
@@ -80,36 +98,103 @@ def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.n
 
 def _groups(left: pa.Table, right: pa.Table, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """One int64 per row for its combination of the `keys` columns, equal across the two sides for
-    equal values. Values are numbered by the left side's: a right row with a value the left lacks,
-    or with a NULL key, gets -2 and a left row with a NULL key -1, so neither matches anything (NULL =
-    NULL is not true in SQL)."""
+    equal values and numbered in the keys' order (a NULL after every value, as ORDER BY puts it).
+    Values are those of the left side: a right row with a value the left lacks, or with a NULL key,
+    gets -1 and matches nothing; a left row with a NULL key has a number no right row has (NULL = NULL
+    is not true in SQL)."""
     lg, rg = np.zeros(left.num_rows, np.int64), np.zeros(right.num_rows, np.int64)
-    lnull, rnull = np.zeros(left.num_rows, bool), np.zeros(right.num_rows, bool)
+    rmiss = np.zeros(right.num_rows, bool)
     size = 1
     for key in keys:
         lk, rk = left.column(key), right.column(key)
         rk = rk if rk.type == lk.type else rk.cast(lk.type)
         values = pc.drop_null(pc.unique(lk))
-        count = max(len(values), 1)
-        if size * count >= _DENSE:  # keep the combined number small: renumber densely
+        values = values.take(pc.sort_indices(values))
+        base = len(values) + 1  # the last number is NULL's
+        if size * base >= _DENSE:  # keep the combined number small: renumber densely (np.unique keeps the order)
             _, dense = np.unique(np.concatenate([lg, rg]), return_inverse=True)
             lg, rg, size = dense[:len(lg)].astype(np.int64), dense[len(lg):].astype(np.int64), int(dense.max(initial=0)) + 1
-        for g, nulls, column in ((lg, lnull, lk), (rg, rnull, rk)):
-            at = pc.index_in(column, value_set=values, skip_nulls=True)
-            if at.null_count:
-                nulls |= at.is_null().to_numpy(zero_copy_only=False)
-                at = at.fill_null(0)
-            g *= count
-            g += at.to_numpy()
-        size *= count
-    lg[lnull], rg[rnull] = -1, -2
+        at = pc.index_in(lk, value_set=values, skip_nulls=True)
+        lg *= base
+        lg += (at.fill_null(len(values)) if at.null_count else at).to_numpy()
+        at = pc.index_in(rk, value_set=values, skip_nulls=True)
+        if at.null_count:
+            rmiss |= at.is_null().to_numpy(zero_copy_only=False)
+            at = at.fill_null(0)
+        rg *= base
+        rg += at.to_numpy()
+        size *= base
+    rg[rmiss] = -1
     return lg, rg
 
 
-def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
-    """`table` in the order of its time column `name` (stable; untouched when it already is; rows
-    without a time last, as ORDER BY puts them), those times as int64 ns, and which rows have none
-    (False when every row has one)."""
+def _runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
+    """The first row of each run of rows with the same keys and times not decreasing (a row with a
+    NULL key starts a run of its own). The lake's files make a few long runs per key combination."""
+    n = table.num_rows
+    if n == 0:
+        return np.zeros(0, np.int64)
+    change = t[1:] < t[:-1]
+    for key in keys:
+        column = table.column(key)
+        change |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True).to_numpy()
+    return np.concatenate([[0], np.flatnonzero(change) + 1])
+
+
+Plan = tuple[np.ndarray, np.ndarray]  # (first row, length) of each run of rows, in their new order
+
+
+def _order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan | None, np.ndarray]:
+    """How to put rows in (group, time) order, stably (None when they already are), and each row's
+    group in that order; `heads` start runs of one group (`codes`) each already by time. Runs are
+    sorted by (group, first time); only when two runs of a group overlap in time are the rows
+    themselves sorted."""
+    n = len(t)
+    lengths = np.diff(np.append(heads, n))
+    first, last = t[heads], t[heads + lengths - 1]
+    by = np.lexsort((first, codes))
+    codes_by, lengths_by = codes[by], lengths[by]
+    if ((codes_by[1:] == codes_by[:-1]) & (last[by][:-1] > first[by][1:])).any():
+        g = np.repeat(codes, lengths)
+        order = np.lexsort((t, g))
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(order) != 1) + 1, [n]])
+        return (order[bounds[:-1]], np.diff(bounds)), g[order]
+    g = np.repeat(codes_by, lengths_by)
+    return (None if (by[1:] > by[:-1]).all() else (heads[by], lengths_by)), g
+
+
+def _rows(plan: Plan) -> np.ndarray:
+    """The row numbers a plan lists, one by one."""
+    starts, lengths = plan
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+
+
+def _moved(values: np.ndarray, plan: Plan) -> np.ndarray:
+    """`values` in the plan's order."""
+    starts, lengths = plan
+    if len(starts) > 64:
+        return values[_rows(plan)]
+    return np.concatenate([values[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())])
+
+
+def _arranged(table: pa.Table, plan: Plan, run: int = 4096) -> pa.Table:
+    """`table`'s rows in the plan's order: every run of at least `run` rows a zero-copy slice, only
+    the rows between such runs gathered."""
+    starts, lengths = plan
+    chunks, done = [], 0
+    for r in np.flatnonzero(lengths >= run).tolist():
+        if done < r:
+            chunks.append(table.take(_rows((starts[done:r], lengths[done:r]))))
+        chunks.append(table.slice(int(starts[r]), int(lengths[r])))
+        done = r + 1
+    if done < len(starts):
+        chunks.append(table.take(_rows((starts[done:], lengths[done:]))))
+    return pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def _times(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | bool]:
+    """The time column `name` as int64 ns (a view of the same buffers when it can be; a row without
+    one gets the largest value, after every time) and which rows have none (False when all do)."""
     col = table.column(name)
     if pa.types.is_timestamp(col.type):  # a view of the same buffers, in the unit the filters use
         col = col.cast(pa.timestamp("ns", tz=col.type.tz)).cast(pa.int64())
@@ -117,7 +202,14 @@ def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarr
     if col.null_count:
         unknown = col.is_null().to_numpy(zero_copy_only=False)
         col = col.fill_null(np.iinfo(np.int64).max)  # sorts last; `unknown` keeps it from matching
-    t = col.to_numpy()
+    return col.to_numpy(), unknown
+
+
+def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
+    """`table` in the order of its time column `name` (stable; untouched when it already is; rows
+    without a time last, as ORDER BY puts them), those times as int64 ns, and which rows have none
+    (False when every row has one)."""
+    t, unknown = _times(table, name)
     if len(t) > 1 and not (t[1:] >= t[:-1]).all():
         order = np.argsort(t, kind="stable")
         table, t = table.take(order), t[order]

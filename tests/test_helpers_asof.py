@@ -15,6 +15,7 @@ from cryptofeed.types import Funding, Ticker
 from hypothesis import strategies as st
 
 from cryptolake_nb import ConfigError, Lake, asof_join, mid, resample
+from cryptolake_nb.schema import schema_for
 
 from feeding import put
 from helper_market import EXCHANGE, SYMBOLS, T0, build
@@ -34,10 +35,22 @@ def on_binance(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def merged(trades: pd.DataFrame, ticker: pd.DataFrame, tolerance: str | None) -> pd.DataFrame:
+    """pandas' merge_asof by exchange and symbol, rows in the order asof_join gives a left table's:
+    by exchange, symbol, then time."""
     right = ticker.assign(quote_ts=ticker.ts)[["ts", "exchange", "symbol", "bid", "ask", "quote_ts"]]
     out = pd.merge_asof(trades, right.sort_values("ts"), on="ts", by=["exchange", "symbol"], direction="backward",
                         tolerance=None if tolerance is None else pd.Timedelta(tolerance))
+    out = out.sort_values(["exchange", "symbol", "ts"], kind="stable", ignore_index=True)
     return out.assign(staleness=out.ts - out.quote_ts)
+
+
+def assert_same_join(got: pd.DataFrame, exp: pd.DataFrame, order: list[str]) -> None:
+    """`got` is in `order` (the keys, NULL last, then the time) and holds the rows of `exp`, types
+    included; rows tied on `order` may come in another order (a table's ties keep its files' order)."""
+    assert got[order].equals(got.sort_values(order, kind="stable", na_position="last")[order].reset_index(drop=True))
+    everything = [*order, *[c for c in got.columns if c not in order]]
+    pd.testing.assert_frame_equal(got.sort_values(everything, kind="stable", ignore_index=True),
+                                  exp.sort_values(everything, kind="stable", ignore_index=True))
 
 
 @pytest.mark.parametrize("tolerance", ["3s", None])
@@ -76,13 +89,13 @@ def test_two_tables_give_the_frame_duckdbs_asof_gives_for_the_same_rows(market):
     """Two lake tables are read apart and matched by polars (one stream, or by key); the same rows
     given as Arrow frames go through DuckDB's ASOF JOIN: the two must come out equal, types included."""
     lake, _ = market
-    trades = lake.sql("SELECT * FROM trades ORDER BY ts, exchange, symbol", to="arrow")
+    trades = lake.sql("SELECT * FROM trades", to="arrow")
     ticker = lake.sql("SELECT * FROM ticker", to="arrow")
     for symbols, exchange in (("ETH-USDT", EXCHANGE), (list(SYMBOLS), None), (list(SYMBOLS), EXCHANGE), (None, None)):
         for columns in (None, []):  # []: only the staleness
             got = asof_join("trades", "ticker", symbols, exchange=exchange, tolerance="3s", columns=columns, lake=lake)
             exp = asof_join(trades, ticker, symbols, exchange=exchange, tolerance="3s", columns=columns)
-            pd.testing.assert_frame_equal(got, exp)
+            assert_same_join(got, exp, ["ts"] if isinstance(symbols, str) else ["exchange", "symbol", "ts"])
         assert {"extra_right", "receipt_ts_right"} <= set(got.columns) or columns == []
     one = asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake)
     assert one.bid.isna().any() and one.bid.notna().any() and {"extra_right", "receipt_ts_right"} <= set(one.columns)
@@ -95,12 +108,12 @@ def test_two_tables_give_the_frame_duckdbs_asof_gives_for_the_same_rows(market):
 def test_a_null_key_matches_nothing_between_two_tables(market):
     """`by` a nullable column (a trade's side): NULL = NULL is not true, as in DuckDB's ASOF."""
     lake, _ = market
-    trades = lake.sql("SELECT * FROM trades ORDER BY ts, exchange, symbol, side", to="arrow")
+    trades = lake.sql("SELECT * FROM trades", to="arrow")
     got = asof_join("trades", "trades", by=["exchange", "symbol", "side"], columns="price", lake=lake)
     exp = asof_join(trades, trades, by=["exchange", "symbol", "side"], columns="price")
     assert got.side.isna().sum() > 10 and got.price_right[got.side.isna()].isna().all()
     assert got.price_right[got.side.notna()].notna().all()  # each trade matches itself at least
-    pd.testing.assert_frame_equal(got, exp)
+    assert_same_join(got, exp, ["exchange", "symbol", "side", "ts"])
 
 
 def test_the_tolerance_is_inclusive_to_the_nanosecond_on_one_stream(tmp_path, make_trade):
@@ -315,8 +328,44 @@ def test_many_keys_of_many_values_still_match_exactly(market):
     frames."""
     lake, _ = market
     by = ["trade_id", "price", "amount"]
-    trades = lake.sql("SELECT * FROM trades ORDER BY ts, trade_id, price, amount", to="arrow")
+    trades = lake.sql("SELECT * FROM trades", to="arrow")
     got = asof_join("trades", "trades", by=by, columns=["ts", "side"], lake=lake)
     assert (got.ts_right == got.ts).all() and (got.side_right.isna() == got.side.isna()).all()
     assert got.trade_id.nunique() * got.price.nunique() * got.amount.nunique() > 2**31
-    pd.testing.assert_frame_equal(got, asof_join(trades, trades, by=by, columns=["ts", "side"]))
+    assert_same_join(got, asof_join(trades, trades, by=by, columns=["ts", "side"]), [*by, "ts"])
+
+
+def test_long_history_runs_and_interleaved_live_rows_come_out_by_key_then_time(tmp_path):
+    """Each stream's history is a run of over 4096 rows (sliced, not copied, into the output); live
+    rows of both streams come interleaved, some older than the history (gathered, sorted in): the
+    same rows, in (exchange, symbol, ts) order, as DuckDB's ASOF gives for them as frames."""
+    rng = np.random.default_rng(7)
+
+    def rows(table: str, t_ms: np.ndarray, symbols: np.ndarray, **values: np.ndarray) -> pa.Table:
+        schema = schema_for(table)
+        ts = pa.array((T0 * 1000 + t_ms).astype(np.int64) * 10**6).cast(schema.field("ts").type)
+        cols = {"exchange": pa.array(["BINANCE"] * len(t_ms)), "symbol": pa.array(symbols), "ts": ts, "receipt_ts": ts,
+                **{k: pa.array(v) for k, v in values.items()}}
+        return pa.table([cols.get(f.name, pa.nulls(len(t_ms), f.type)) for f in schema], schema=schema)
+
+    def trades(t_ms: np.ndarray, first_id: int) -> pa.Table:
+        n = len(t_ms)
+        return rows("trades", t_ms, rng.choice(SYMBOLS[:2], n), amount=np.ones(n), price=rng.uniform(1, 2, n),
+                    trade_id=np.arange(first_id, first_id + n).astype(str), side=rng.choice(["buy", "sell"], n))
+
+    def quotes(t_ms: np.ndarray) -> pa.Table:
+        return rows("ticker", t_ms, rng.choice(SYMBOLS[:2], len(t_ms)), bid=t_ms.astype(float),
+                    ask=t_ms.astype(float) + 1)
+
+    with Lake(tmp_path, autoflush=False) as lake:
+        lake.buffer("trades").append_batch(trades(np.sort(rng.integers(0, 60_000, 12_000)), 0))
+        lake.buffer("ticker").append_batch(quotes(np.sort(rng.integers(0, 60_000, 3_000))))
+        lake.flush()
+        late = rng.integers(0, 500, 40)  # older than most of the history: placed early, the runs stay long
+        lake.buffer("trades").append_batch(trades(np.concatenate([np.sort(rng.integers(60_000, 70_000, 3_000)), late]), 12_000))
+        lake.buffer("ticker").append_batch(quotes(np.concatenate([np.sort(rng.integers(60_000, 70_000, 800)), late])))
+        got = asof_join("trades", "ticker", list(SYMBOLS[:2]), tolerance="2s", columns=["bid"], lake=lake)
+        exp = asof_join(lake.sql("SELECT * FROM trades", to="arrow"), lake.sql("SELECT * FROM ticker", to="arrow"),
+                        list(SYMBOLS[:2]), tolerance="2s", columns=["bid"])
+        assert len(got) == 15_040 and got.bid.notna().sum() > 10_000
+        assert_same_join(got, exp, ["exchange", "symbol", "ts"])
