@@ -114,6 +114,9 @@ class Case:
     call: str     # the lake call, as a user writes it
     lake: Callable[[Lake], Any]
     pandas: Callable[[PandasHelpers], Any]
+    # the lake reading the rows the call returns and nothing more (asof_join: every left row), timed
+    # alongside as the floor under the lake's time
+    floor: Callable[[Lake], Any] | None = None
 
     @property
     def name(self) -> str:
@@ -210,26 +213,49 @@ def cases(days: int) -> list[Case]:
             def pandas_fn(p: PandasHelpers, h=helper, s=symbols, a=base_args, k=kw) -> Any:
                 return getattr(p, h)(s, **a, **k)
 
-            out.append(Case(helper, variant, call, lake_fn, pandas_fn))
+            floor = _left_rows(symbols, kw) if helper == "asof_join" else None
+            out.append(Case(helper, variant, call, lake_fn, pandas_fn, floor))
     return out
 
+
+def _left_rows(symbols: Any, kw: dict) -> Callable[[Lake], Any]:
+    """The trades in the scope, every column, as pandas (what an as-of join of them returns, unjoined),
+    read with the same file pruning the helper gets."""
+    syms = [symbols] if isinstance(symbols, str) else list(symbols)
+    where, params = ["list_contains($symbols, symbol)"], {"symbols": syms}
+    for key, cond in (("exchange", "exchange = $exchange"), ("start", "ts >= $start"), ("end", "ts < $end")):
+        if kw.get(key) is not None:
+            where.append(cond)
+            params[key] = pd.Timestamp(kw[key], tz="UTC") if key != "exchange" else kw[key]
+    sql = f"SELECT * FROM trades WHERE {' AND '.join(where)}"
+    prune = dict(symbols=syms, exchange=kw.get("exchange"), start_ns=kw.get("start"), end_ns=kw.get("end"))
+    return lambda lake: lake.query_arrow(sql, params, **prune).to_pandas()
 
 
 def run_case(case: Case, lake: Lake, base: PandasHelpers, repeat: int) -> dict:
     """Both sides timed, taking turns run by run (a load that comes and goes on the shared machine hits
     both alike); the pandas answer must agree with the lake's (else the case is marked wrong)."""
     ours, theirs = case.lake(lake), case.pandas(base)  # warm-up, and the answers compared
-    runs: dict[str, list[float]] = {"lake": [], "pandas": []}
+    sides: dict[str, Callable[[], Any]] = {"lake": lambda: case.lake(lake), "pandas": lambda: case.pandas(base)}
+    if case.floor is not None:
+        floor = case.floor  # a checked, warmed floor: it reads as many rows as the call returns
+        if len(floor(lake)) != len(ours):
+            raise RuntimeError(f"{case.name}: the floor read {len(floor(lake))} rows, the call returned {len(ours)}")
+        sides["floor"] = lambda: floor(lake)
+    runs: dict[str, list[float]] = {side: [] for side in sides}
     for _ in range(repeat):
-        for side, call in (("lake", lambda: case.lake(lake)), ("pandas", lambda: case.pandas(base))):
+        for side, call in sides.items():
             started = time.perf_counter()
             call()
             runs[side].append(time.perf_counter() - started)
     lake_t, pandas_t = summary(runs["lake"]), summary(runs["pandas"])
     rows = len(ours) if isinstance(ours, pd.DataFrame) else 1
-    return {"helper": case.helper, "variant": case.variant, "call": case.call, "rows_out": rows,
-            "lake": dict(lake_t), "pandas": dict(pandas_t), "speedup": pandas_t.median / lake_t.median,
-            "wrong": disagreement(ours, theirs)}
+    entry = {"helper": case.helper, "variant": case.variant, "call": case.call, "rows_out": rows,
+             "lake": dict(lake_t), "pandas": dict(pandas_t), "speedup": pandas_t.median / lake_t.median,
+             "wrong": disagreement(ours, theirs)}
+    if case.floor is not None:
+        entry["floor"] = dict(summary(runs["floor"]))
+    return entry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -266,20 +266,29 @@ class PandasHelpers:
 
     # -- as-of join and resampling -------------------------------------------------------------
     def asof_join(self, symbols: Any, tolerance_ns: int, columns: list[str], **kw: Any) -> pd.DataFrame:
-        """Trades with the ticker row in effect (per exchange and symbol), at most `tolerance_ns` old."""
+        """Trades with the ticker row in effect (per exchange and symbol), at most `tolerance_ns` old,
+        by exchange, symbol, then time: one `merge_asof` per stream (its rows come read by partition,
+        so each is sorted by time alone, never the whole wide frame), concatenated in key order."""
         scope = Scope.of(symbols, **kw)
         names = ["exchange", "symbol", "side", "amount", "price", "trade_id", "type", "extra", "ts", "receipt_ts"]
-        left = self.read("trades", names, scope).sort_values(["ts", "exchange", "symbol"], kind="stable")
+        left = self.read("trades", names, scope)
         right_scope = Scope(scope.symbols, False, scope.exchange,
                             None if scope.start_ns is None else scope.start_ns - tolerance_ns, scope.end_ns)
-        right = self.read("ticker", ["exchange", "symbol", "ts", *columns], right_scope)
-        right = right.rename(columns={"ts": "ts_right"}).sort_values("ts_right", kind="stable")
+        right = self.read("ticker", ["exchange", "symbol", "ts", *columns], right_scope).rename(columns={"ts": "ts_right"})
+        quotes = dict(iter(right.groupby(["exchange", "symbol"], sort=False, observed=True)))
+        none = right.iloc[:0]
+        parts = []
+        for key, trades in left.groupby(["exchange", "symbol"], sort=True, observed=True):
+            q = quotes.get(key, none).drop(columns=["exchange", "symbol"])
+            parts.append(pd.merge_asof(trades.sort_values("ts", kind="stable"), q.sort_values("ts_right", kind="stable"),
+                                       left_on="ts", right_on="ts_right", tolerance=pd.Timedelta(tolerance_ns),
+                                       direction="backward", allow_exact_matches=True))
+        out = pd.concat(parts, ignore_index=True) if parts else left.assign(
+            **{"ts_right": pd.Series(dtype=right["ts_right"].dtype), **{c: pd.Series(dtype=right[c].dtype) for c in columns}})
         for k in ("exchange", "symbol"):
-            left[k], right[k] = left[k].astype(str), right[k].astype(str)
-        out = pd.merge_asof(left, right, left_on="ts", right_on="ts_right", by=["exchange", "symbol"],
-                            tolerance=pd.Timedelta(tolerance_ns), direction="backward", allow_exact_matches=True)
+            out[k] = out[k].astype(str)
         out["staleness"] = out["ts"] - out.pop("ts_right")
-        return out.reset_index(drop=True)
+        return out
 
     def resample(self, symbols: Any, interval_ns: int, fill: str, **kw: Any) -> pd.DataFrame:
         """The ticker's last row per (exchange, symbol, bucket), on a grid with `fill` for empty buckets."""

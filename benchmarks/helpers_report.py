@@ -115,6 +115,12 @@ def markdown(result: dict) -> str:
     for c in result["cases"]:
         lines.append(f"| {c['helper']} | {c['variant']} | `{c['call']}` | {c['rows_out']:,} | {_ms(c['lake'])} | "
                      f"{_ms(c['pandas'])} | {c['speedup']:.2f}x | {'agree' if not c['wrong'] else 'DIFFER'} |")
+    floors = [c for c in result["cases"] if c.get("floor")]
+    if floors:
+        lines += ["", "Floors: the lake reading the rows an `asof_join` returns, every column to pandas, with no "
+                  "join (`SELECT *` of those trades, the same file pruning), timed in the same turns: "
+                  + "; ".join(f"{c['variant']} {_ms(c['floor'])} ms (the call {c['lake']['median_s'] * 1e3:,.0f}, "
+                              f"pandas/5 {c['pandas']['median_s'] * 200:,.0f})" for c in floors) + "."]
     lines += ["", "## Reading the figures", "",
               "- One-symbol calls over the whole range read about 1.7M trades (0.85M quotes). The lake's fixed cost "
               "per query (views over the files, the live snapshot, pruning, Arrow to pandas) is 5-10 ms of their "

@@ -38,6 +38,18 @@ def test_pandas_baseline_equals_the_lake_helper(bench, name: str) -> None:
         assert ours is not None and np.isfinite(ours)
 
 
+@pytest.mark.parametrize("name", sorted(n for n, c in CASES.items() if c.floor is not None))
+def test_the_floor_reads_the_rows_the_call_returns(bench, name: str) -> None:
+    """asof_join's floor (its rows read, not joined) is those rows: same trades, same columns."""
+    lake, _, _ = bench
+    case = CASES[name]
+    joined, read = case.lake(lake), case.floor(lake)
+    assert len(read) == len(joined) > 0 and list(read.columns) == list(joined.columns[:len(read.columns)])
+    keys = ["exchange", "symbol", "trade_id"]
+    assert read.sort_values(keys, ignore_index=True).equals(
+        joined[read.columns].sort_values(keys, ignore_index=True))
+
+
 def test_live_rows_are_part_of_the_answers(bench) -> None:
     lake, base, live = bench
     live_start = pd.Timestamp(T0_NS + DAYS * DAY_NS, tz="UTC")
