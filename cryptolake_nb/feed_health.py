@@ -181,14 +181,14 @@ class FeedHealth:
     def gave_up(self, conn: Any, reason: str, failures: int) -> None:
         link = self._link(conn)
         now = self.clock.time_ns()
-        with self._lock:
-            self.failures += 1
-            self.last_error = f"retries exhausted: {reason}"
-            link.state = "failed"
         start = link.last_ns if link.last_ns is not None else link.opened_ns
         detail = f"feed gave up after {max(failures - 1, 0)} reconnection attempt(s); last error: {reason}"
         log.error("%s: %s", self.exchange, detail)
         self._gap(link, "feed_failed", start if start is not None else now, now, detail)
+        with self._lock:  # last: whoever sees "failed" in status() finds the log line and the gap too
+            self.failures += 1
+            self.last_error = f"retries exhausted: {reason}"
+            link.state = "failed"
 
     def stopped(self, conn: Any) -> None:
         link = self._link(conn)

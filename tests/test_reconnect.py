@@ -149,7 +149,9 @@ def test_retries_exhausted_fail_the_feed_in_status_and_gaps(sim: ExchangeSimulat
             wait_for(lambda: trades(lake) >= 20, what="trades")
             last = lake.sql("SELECT max(epoch_ns(receipt_ts)) AS t FROM trades")["t"][0]
             sim.stop()
-            wait_for(lambda: lake.status()["feeds"][0]["state"] == "failed", what="the feed to fail")
+            # the collector notices after the feed: when cryptofeed's task ends with the feed's error
+            wait_for(lambda: lake.status()["feeds"][0]["state"] == lake.status()["collector"]["state"] == "failed",
+                     what="the feed and the collector to fail")
             status = lake.status()
             gaps = gap_rows(lake)
         finally:
