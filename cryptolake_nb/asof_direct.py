@@ -51,7 +51,7 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
         lt, unknown = _times(left, on)
         rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
         lheads, rheads = _runs(left, keys, lt), _runs(right, keys, rt)
-        lcodes, rcodes = _groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys)
+        lcodes, rcodes = _dense(*_groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys))
         lplan, lg = _order(lheads, lcodes, lt)
         rplan, rg = _order(rheads, rcodes, rt)
         if lplan is not None:
@@ -77,23 +77,48 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
 def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.ndarray, tol: int | None,
            groups: tuple[np.ndarray, np.ndarray] | None) -> pa.Table:
     """For each left time `lt` (`unknown`: those that have none), the row of `right` (times `rt`) of
-    the same group with the latest time <= it, if at most `tol` older: `right`'s
-    columns and `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of
-    join: equal times match, and its tolerance is inclusive. Times are sorted: as a whole without
-    `groups`, within each group with them."""
-    times = pa.array(lt, mask=unknown) if unknown is not False else lt  # no time: no match
-    by = [] if groups is None else [pl.Series("__cl_g", groups[0])]
+    the same group with the latest time <= it, if at most `tol` older: `right`'s columns and
+    `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of join: equal
+    times match, and its tolerance is inclusive. Rows come sorted by time, or by (group, time) with
+    `groups` (dense numbers; -1 on the right matches nothing)."""
+    folded = None if groups is None else _folded(lt, unknown, groups[0], rt, groups[1])
+    if folded is not None:  # group and time in one sorted int64: a plain as-of join, no `by`
+        lt, rt, span = folded
+        tol = span if tol is None else min(tol, span)  # farther apart than `span`: another group
+    times = pa.array(lt, mask=unknown) if unknown is not False and folded is None else lt  # no time: no match
+    by = [] if groups is None or folded is not None else [pl.Series("__cl_g", groups[0])]
     left_times, right_times = pl.Series("__cl_t", times), pl.Series("__cl_t", rt)
-    if groups is None:  # sorted as a whole; with groups only within each (all polars needs with `by`)
+    if not by:  # sorted as a whole; with `by` only within each group (all polars needs then)
         left_times, right_times = left_times.set_sorted(), right_times.set_sorted()
     left = pl.DataFrame([left_times, *by])
     columns = pl.from_arrow(right).get_columns() if right.num_columns else []  # columns=[]: staleness only
-    by_right = [] if groups is None else [pl.Series("__cl_g", groups[1])]
-    frame = pl.DataFrame([*columns, right_times, right_times.alias("__cl_r"), *by_right])
-    joined = left.lazy().join_asof(frame.lazy(), on="__cl_t", by="__cl_g" if groups else None, strategy="backward",
+    frame = pl.DataFrame([*columns, right_times, right_times.alias("__cl_r"),
+                          *([pl.Series("__cl_g", groups[1])] if by else [])])
+    joined = left.lazy().join_asof(frame.lazy(), on="__cl_t", by="__cl_g" if by else None, strategy="backward",
                                    tolerance=tol, check_sortedness=False)
     staleness = (pl.col("__cl_t") - pl.col("__cl_r")).alias("staleness")
     return joined.select([*right.column_names, staleness]).collect().to_arrow()
+
+
+def _folded(lt: np.ndarray, unknown: np.ndarray | bool, lg: np.ndarray, rt: np.ndarray,
+            rg: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Each row's group and time as one int64, `(group + 1) * step + (time - earliest)`, in the same
+    order as (group, time), and `span`, the most two times of one group can differ; None when that
+    does not fit in int64. `step` > 2 * span, so two rows of different groups always differ by more
+    than `span`, and a left row without a time, put at `step - 1` in its group, by more than `span`
+    from any right row of it: neither is ever within the tolerance of a match."""
+    known = lt if unknown is False else lt[~unknown]
+    if not len(known) or not len(rt):
+        return None
+    lo, hi = min(int(known.min()), int(rt.min())), max(int(known.max()), int(rt.max()))
+    span = hi - lo
+    step = 2 * span + 2
+    if (max(int(lg.max()), int(rg.max())) + 2) * step >= 2**62:
+        return None
+    offset = lt - lo
+    if unknown is not False:
+        offset[unknown] = step - 1
+    return (lg + 1) * step + offset, (rg + 1) * step + (rt - lo), span
 
 
 def _groups(left: pa.Table, right: pa.Table, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +167,14 @@ def _runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
 
 
 Plan = tuple[np.ndarray, np.ndarray]  # (first row, length) of each run of rows, in their new order
+
+
+def _dense(lcodes: np.ndarray, rcodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group numbers made dense over the left side's (order kept); a right number the left lacks is -1."""
+    present = np.unique(lcodes)
+    at = np.minimum(np.searchsorted(present, rcodes), max(len(present) - 1, 0))
+    found = (present[at] == rcodes) if len(present) else np.zeros(len(rcodes), bool)
+    return np.searchsorted(present, lcodes), np.where(found, at, -1)
 
 
 def _order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan | None, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -335,18 +336,37 @@ def test_many_keys_of_many_values_still_match_exactly(market):
     assert_same_join(got, asof_join(trades, trades, by=by, columns=["ts", "side"]), [*by, "ts"])
 
 
+def rows(table: str, t_ms: np.ndarray, symbols: Any, exchanges: Any = "BINANCE", **values: Any) -> pa.Table:
+    """Rows of a lake table at `T0 + t_ms` milliseconds; columns not given are NULL."""
+    schema = schema_for(table)
+    ts = pa.array((T0 * 1000 + np.asarray(t_ms)).astype(np.int64) * 10**6).cast(schema.field("ts").type)
+    n = len(ts)
+    cols = {"exchange": pa.array(np.broadcast_to(np.asarray(exchanges, object), n)),
+            "symbol": pa.array(np.broadcast_to(np.asarray(symbols, object), n)), "ts": ts, "receipt_ts": ts,
+            **{k: pa.array(np.broadcast_to(np.asarray(v), n)) for k, v in values.items()}}
+    return pa.table([cols.get(f.name, pa.nulls(n, f.type)) for f in schema], schema=schema)
+
+
+def test_a_key_combination_the_left_lacks_matches_nothing(tmp_path):
+    """Quotes of BINANCE ETH-USDT and COINBASE BTC-USDT, trades of the other two combinations: every
+    exchange and every symbol has quotes, no trade's (exchange, symbol) does; none matches."""
+    with Lake(tmp_path, autoflush=False) as lake:
+        t = np.arange(0, 20_000, 10)
+        for exchange, symbol in (("BINANCE", "BTC-USDT"), ("COINBASE", "ETH-USDT")):
+            lake.buffer("trades").append_batch(rows("trades", t + 5, symbol, exchange, amount=1.0, price=2.0,
+                                                    trade_id=[f"{exchange}{i}" for i in t]))
+        for exchange, symbol in (("BINANCE", "ETH-USDT"), ("COINBASE", "BTC-USDT")):
+            lake.buffer("ticker").append_batch(rows("ticker", t, symbol, exchange, bid=1.0, ask=3.0))
+        for tolerance in (None, "1s"):
+            got = asof_join("trades", "ticker", ["BTC-USDT", "ETH-USDT"], tolerance=tolerance, lake=lake)
+            assert len(got) == 4000 and got.bid.isna().all() and got.staleness.isna().all()
+
+
 def test_long_history_runs_and_interleaved_live_rows_come_out_by_key_then_time(tmp_path):
     """Each stream's history is a run of over 4096 rows (sliced, not copied, into the output); live
     rows of both streams come interleaved, some older than the history (gathered, sorted in): the
     same rows, in (exchange, symbol, ts) order, as DuckDB's ASOF gives for them as frames."""
     rng = np.random.default_rng(7)
-
-    def rows(table: str, t_ms: np.ndarray, symbols: np.ndarray, **values: np.ndarray) -> pa.Table:
-        schema = schema_for(table)
-        ts = pa.array((T0 * 1000 + t_ms).astype(np.int64) * 10**6).cast(schema.field("ts").type)
-        cols = {"exchange": pa.array(["BINANCE"] * len(t_ms)), "symbol": pa.array(symbols), "ts": ts, "receipt_ts": ts,
-                **{k: pa.array(v) for k, v in values.items()}}
-        return pa.table([cols.get(f.name, pa.nulls(len(t_ms), f.type)) for f in schema], schema=schema)
 
     def trades(t_ms: np.ndarray, first_id: int) -> pa.Table:
         n = len(t_ms)
@@ -369,3 +389,22 @@ def test_long_history_runs_and_interleaved_live_rows_come_out_by_key_then_time(t
                         list(SYMBOLS[:2]), tolerance="2s", columns=["bid"])
         assert len(got) == 15_040 and got.bid.notna().sum() > 10_000
         assert_same_join(got, exp, ["exchange", "symbol", "ts"])
+
+
+def test_keys_over_years_of_rows_match_by_key_as_duckdb_does(tmp_path):
+    """300 key values over three years: group and time no longer fold into one int64 (the match then
+    goes by key, `by`), and every trade still gets the quote DuckDB's ASOF gives the same frames."""
+    rng = np.random.default_rng(3)
+    years = 3 * 365 * 86_400_000
+    with Lake(tmp_path, autoflush=False) as lake:
+        lake.buffer("trades").append_batch(rows("trades", np.sort(rng.integers(0, years, 3_000)), "BTC-USDT",
+                                                amount=1.0, price=2.0, trade_id=np.arange(3_000).astype(str),
+                                                extra=rng.integers(0, 300, 3_000).astype(str)))
+        lake.buffer("ticker").append_batch(rows("ticker", np.sort(rng.integers(0, years, 3_000)), "BTC-USDT",
+                                                bid=np.arange(3_000.0), extra=rng.integers(0, 300, 3_000).astype(str)))
+        lake.flush()
+        got = asof_join("trades", "ticker", by="extra", columns=["bid", "ts"], lake=lake)
+        exp = asof_join(lake.sql("SELECT * FROM trades", to="arrow"), lake.sql("SELECT * FROM ticker", to="arrow"),
+                        by="extra", columns=["bid", "ts"])
+        assert len(got) == 3_000 and 2_000 < got.bid.notna().sum() < 3_000 and (got.staleness.dropna() >= pd.Timedelta(0)).all()
+        assert_same_join(got, exp, ["extra", "ts"])
