@@ -135,7 +135,7 @@ def test_fault_plan_on_the_wire():
 def test_silence_and_burst():
     with ExchangeSimulator(("BTC-USDT",), rate=200, seed=5, trade_share=1.0) as sim:
         wait_for(lambda: sim.events_generated > 20, what="events")
-        sim.silence(0.5)
+        sim.silence(1.0)  # checked for 0.3 s of it: room for a slow machine between the two calls
         before = sim.events_generated
         assert waiting.wait_for(lambda: sim.events_generated > before, 0.3, 0.02) is False
         wait_for(lambda: sim.events_generated > before, 5, what="events after the silence")

@@ -155,9 +155,23 @@ class ExchangeSimulator(LoopbackServer):
 
     @rate.setter
     def rate(self, value: float) -> None:
+        """Takes effect on the simulator's loop: once set, no event is published at the old rate (a
+        tick that had started at it has finished)."""
         if not isinstance(value, (int, float)) or not 0 <= value <= 100_000:
             raise ConfigError(f"rate must be a number of messages per second in [0, 100000], got {value!r}")
-        self._rate = float(value)
+        loop = self._loop
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if loop is None or not self.running or on_loop:
+            self._rate = float(value)
+            return
+
+        async def _set() -> None:
+            self._rate = float(value)
+
+        asyncio.run_coroutine_threadsafe(_set(), loop).result(5.0)
 
     @property
     def symbols(self) -> tuple[str, ...]:
