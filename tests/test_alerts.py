@@ -178,8 +178,10 @@ def test_feed_silent_by_the_injected_clock(tmp_path, sim):
         try:
             wait_for(lambda: lake.feed_health[0].frames >= 10, what="frames")
             lake.check_alerts()
+            seen = lake.feed_health[0].frames
             clock.advance(31)
-            time.sleep(0.2)  # frames keep arriving: 31 s by the clock, but never silent
+            # frames keep arriving: 31 s by the clock, but never silent
+            wait_for(lambda: lake.feed_health[0].frames > seen, what="a frame after the clock moved")
             assert lake.check_alerts() == []
             for episode in (1, 2):
                 sim.silence(600)

@@ -173,7 +173,8 @@ def test_collector_goes_through_the_proxy(scheme: str, proxy: LoopbackProxy, sim
     # from the collector's side: every socket it opened went to the proxy, none to the simulator
     collector = [port for thread, port in connects if thread == COLLECTOR_THREAD]
     assert collector and set(collector) == {proxy.port}, collector
-    assert len(collector) == proxy.tunnels(kind, sim.port)
+    # the proxy records a tunnel on its own thread, after the collector's connect: let it catch up
+    wait_for(lambda: len(collector) == proxy.tunnels(kind, sim.port), 5, what="the proxy to count every socket")
     assert (COLLECTOR_THREAD, sim.port) not in connects
     # the proxy is shown, its credentials are not
     assert feed["proxy"].startswith(f"https via {scheme}://***@127.0.0.1:{proxy.port}")
