@@ -96,7 +96,11 @@ def test_two_tables_give_the_frame_duckdbs_asof_gives_for_the_same_rows(market):
         for columns in (None, []):  # []: only the staleness
             got = asof_join("trades", "ticker", symbols, exchange=exchange, tolerance="3s", columns=columns, lake=lake)
             exp = asof_join(trades, ticker, symbols, exchange=exchange, tolerance="3s", columns=columns)
-            assert_same_join(got, exp, ["ts"] if isinstance(symbols, str) else ["exchange", "symbol", "ts"])
+            order = ["ts"] if isinstance(symbols, str) else ["exchange", "symbol", "ts"]
+            assert_same_join(got, exp, order)
+            # a lake table on the left and a frame on the right: DuckDB's ASOF, the table's order
+            mixed = asof_join("trades", ticker, symbols, exchange=exchange, tolerance="3s", columns=columns, lake=lake)
+            assert_same_join(mixed, exp, order)
         assert {"extra_right", "receipt_ts_right"} <= set(got.columns) or columns == []
     one = asof_join("trades", "ticker", "ETH-USDT", exchange=EXCHANGE, tolerance="3s", lake=lake)
     assert one.bid.isna().any() and one.bid.notna().any() and {"extra_right", "receipt_ts_right"} <= set(one.columns)
