@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from ._sources import Part, run_each
 from ._sqlargs import quote
+from .runs import arranged, moved, order, runs
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -38,9 +39,9 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
 
     Both sides are read in the files' order: the lake's files are already by exchange/symbol/date, so
     a side is usually a few long runs per key combination, each already by time. Each row's key
-    combination becomes one int64 (numbered in key order), the rows are put in (keys, time) order by
-    a stable sort that finds those runs, and the output is assembled from zero-copy slices of them;
-    only rows out of place (e.g. live rows of several streams interleaved) are gathered.
+    combination becomes one int64 (numbered in key order, once per run), the runs are sorted into
+    (keys, time) order (`runs.py`), and the output is assembled from zero-copy slices of them; only
+    rows out of place (e.g. live rows of several streams interleaved) are gathered.
     """
     quoted = [quote(k) for k in keys]
     picked = "".join(f"{q}, " for q in quoted) + "".join(f"__cl_c{i}, " for i in range(len(out_names)))
@@ -50,15 +51,15 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
     if keys:
         lt, unknown = _times(left, on)
         rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
-        lheads, rheads = _runs(left, keys, lt), _runs(right, keys, rt)
+        lheads, rheads = runs(left, keys, lt), runs(right, keys, rt)
         lcodes, rcodes = _dense(*_groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys))
-        lplan, lg = _order(lheads, lcodes, lt)
-        rplan, rg = _order(rheads, rcodes, rt)
+        lplan, lg = order(lheads, lcodes, lt)
+        rplan, rg = order(rheads, rcodes, rt)
         if lplan is not None:
-            left, lt = _arranged(left, lplan), _moved(lt, lplan)
-            unknown = unknown if unknown is False else _moved(unknown, lplan)
+            left, lt = arranged(left, lplan), moved(lt, lplan)
+            unknown = unknown if unknown is False else moved(unknown, lplan)
         if rplan is not None:
-            right, rt = _arranged(right, rplan), _moved(rt, rplan)
+            right, rt = arranged(right, rplan), moved(rt, rplan)
         groups = (lg, rg)
     else:
         left, lt, unknown = _by_time(left, on)
@@ -153,76 +154,12 @@ def _groups(left: pa.Table, right: pa.Table, keys: list[str]) -> tuple[np.ndarra
     return lg, rg
 
 
-def _runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
-    """The first row of each run of rows with the same keys and times not decreasing (a row with a
-    NULL key starts a run of its own). The lake's files make a few long runs per key combination."""
-    n = table.num_rows
-    if n == 0:
-        return np.zeros(0, np.int64)
-    change = t[1:] < t[:-1]
-    for key in keys:
-        column = table.column(key)
-        change |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True).to_numpy()
-    return np.concatenate([[0], np.flatnonzero(change) + 1])
-
-
-Plan = tuple[np.ndarray, np.ndarray]  # (first row, length) of each run of rows, in their new order
-
-
 def _dense(lcodes: np.ndarray, rcodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group numbers made dense over the left side's (order kept); a right number the left lacks is -1."""
     present = np.unique(lcodes)
     at = np.minimum(np.searchsorted(present, rcodes), max(len(present) - 1, 0))
     found = (present[at] == rcodes) if len(present) else np.zeros(len(rcodes), bool)
     return np.searchsorted(present, lcodes), np.where(found, at, -1)
-
-
-def _order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan | None, np.ndarray]:
-    """How to put rows in (group, time) order, stably (None when they already are), and each row's
-    group in that order; `heads` start runs of one group (`codes`) each already by time. Runs are
-    sorted by (group, first time); only when two runs of a group overlap in time are the rows
-    themselves sorted."""
-    n = len(t)
-    lengths = np.diff(np.append(heads, n))
-    first, last = t[heads], t[heads + lengths - 1]
-    by = np.lexsort((first, codes))
-    codes_by, lengths_by = codes[by], lengths[by]
-    if ((codes_by[1:] == codes_by[:-1]) & (last[by][:-1] > first[by][1:])).any():
-        g = np.repeat(codes, lengths)
-        order = np.lexsort((t, g))
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(order) != 1) + 1, [n]])
-        return (order[bounds[:-1]], np.diff(bounds)), g[order]
-    g = np.repeat(codes_by, lengths_by)
-    return (None if (by[1:] > by[:-1]).all() else (heads[by], lengths_by)), g
-
-
-def _rows(plan: Plan) -> np.ndarray:
-    """The row numbers a plan lists, one by one."""
-    starts, lengths = plan
-    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
-
-
-def _moved(values: np.ndarray, plan: Plan) -> np.ndarray:
-    """`values` in the plan's order."""
-    starts, lengths = plan
-    if len(starts) > 64:
-        return values[_rows(plan)]
-    return np.concatenate([values[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())])
-
-
-def _arranged(table: pa.Table, plan: Plan, run: int = 4096) -> pa.Table:
-    """`table`'s rows in the plan's order: every run of at least `run` rows a zero-copy slice, only
-    the rows between such runs gathered."""
-    starts, lengths = plan
-    chunks, done = [], 0
-    for r in np.flatnonzero(lengths >= run).tolist():
-        if done < r:
-            chunks.append(table.take(_rows((starts[done:r], lengths[done:r]))))
-        chunks.append(table.slice(int(starts[r]), int(lengths[r])))
-        done = r + 1
-    if done < len(starts):
-        chunks.append(table.take(_rows((starts[done:], lengths[done:]))))
-    return pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
 
 
 def _times(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | bool]:

@@ -1,0 +1,79 @@
+"""Rows put in (group, time) order by their runs, not one by one.
+
+A lake table read in its files' order comes as a few long runs per key combination (the files are by
+exchange/symbol/date), each already by time; live rows of several streams come interleaved. `runs`
+finds where a run of equal keys and non-decreasing times starts, `order` sorts the runs by (group,
+first time) into a `Plan` (rows are sorted one by one only when two runs of a group overlap in time),
+and `arranged`/`moved` apply a plan to a table (long runs as zero-copy slices, the rows between them
+gathered) or to a numpy array.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["Plan", "arranged", "moved", "order", "runs"]
+
+Plan = tuple[np.ndarray, np.ndarray]  # (first row, length) of each run of rows, in their new order
+
+
+def runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
+    """The first row of each run of rows with the same keys and times not decreasing (a row with a
+    NULL key starts a run of its own). The lake's files make a few long runs per key combination."""
+    n = table.num_rows
+    if n == 0:
+        return np.zeros(0, np.int64)
+    change = t[1:] < t[:-1]
+    for key in keys:
+        column = table.column(key)
+        change |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True).to_numpy()
+    return np.concatenate([[0], np.flatnonzero(change) + 1])
+
+
+def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan | None, np.ndarray]:
+    """How to put rows in (group, time) order, stably (None when they already are), and each row's
+    group in that order; `heads` start runs of one group (`codes`) each already by time. Runs are
+    sorted by (group, first time); only when two runs of a group overlap in time are the rows
+    themselves sorted."""
+    n = len(t)
+    lengths = np.diff(np.append(heads, n))
+    first, last = t[heads], t[heads + lengths - 1]
+    by = np.lexsort((first, codes))
+    codes_by, lengths_by = codes[by], lengths[by]
+    if ((codes_by[1:] == codes_by[:-1]) & (last[by][:-1] > first[by][1:])).any():
+        g = np.repeat(codes, lengths)
+        rows = np.lexsort((t, g))
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(rows) != 1) + 1, [n]])
+        return (rows[bounds[:-1]], np.diff(bounds)), g[rows]
+    g = np.repeat(codes_by, lengths_by)
+    return (None if (by[1:] > by[:-1]).all() else (heads[by], lengths_by)), g
+
+
+def _rows(plan: Plan) -> np.ndarray:
+    """The row numbers a plan lists, one by one."""
+    starts, lengths = plan
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+
+
+def moved(values: np.ndarray, plan: Plan) -> np.ndarray:
+    """`values` in the plan's order."""
+    starts, lengths = plan
+    if len(starts) > 64:
+        return values[_rows(plan)]
+    return np.concatenate([values[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())])
+
+
+def arranged(table: pa.Table, plan: Plan, run: int = 4096) -> pa.Table:
+    """`table`'s rows in the plan's order: every run of at least `run` rows a zero-copy slice, only
+    the rows between such runs gathered."""
+    starts, lengths = plan
+    chunks, done = [], 0
+    for r in np.flatnonzero(lengths >= run).tolist():
+        if done < r:
+            chunks.append(table.take(_rows((starts[done:r], lengths[done:r]))))
+        chunks.append(table.slice(int(starts[r]), int(lengths[r])))
+        done = r + 1
+    if done < len(starts):
+        chunks.append(table.take(_rows((starts[done:], lengths[done:]))))
+    return pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
