@@ -181,7 +181,7 @@ def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarr
     (False when every row has one)."""
     t, unknown = _times(table, name)
     if len(t) > 1 and not (t[1:] >= t[:-1]).all():
-        order = np.argsort(t, kind="stable")
-        table, t = table.take(order), t[order]
-        unknown = unknown if unknown is False else unknown[order]
+        rows = np.argsort(t, kind="stable")
+        table, t = table.take(rows), t[rows]
+        unknown = unknown if unknown is False else unknown[rows]
     return table, t, unknown
