@@ -412,3 +412,13 @@ def test_keys_over_years_of_rows_match_by_key_as_duckdb_does(tmp_path):
                         by="extra", columns=["bid", "ts"])
         assert len(got) == 3_000 and 2_000 < got.bid.notna().sum() < 3_000 and (got.staleness.dropna() >= pd.Timedelta(0)).all()
         assert_same_join(got, exp, ["extra", "ts"])
+
+
+def test_resample_keeps_rows_with_a_null_key_in_one_group():
+    """As GROUP BY does: the NULL key is one group, gridded and filled like any other."""
+    frame = pd.DataFrame({"ts": pd.to_datetime([0, 1000, 3000, 500], unit="ms", utc=True),
+                          "venue": [None, None, None, "X"], "px": [1.0, 2.0, 3.0, 9.0]})
+    got = resample(frame, "1s", "previous", by="venue")
+    nulls = got[got.venue.isna()]
+    assert nulls.px.tolist() == [1.0, 2.0, 2.0, 3.0] and nulls.filled.tolist() == [False, False, True, False]
+    assert got[got.venue == "X"].px.tolist() == [9.0]
