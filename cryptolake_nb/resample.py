@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ._sources import ROW, Part, as_input, run
 from ._sqlargs import check_choice, check_to, filters, ident, name_list, order_key, parse_interval, symbol_list
 from .errors import ConfigError
 from .lake import Output, convert
+from .runs import key_changes
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -99,16 +99,7 @@ def _unpacked(result: pa.Table, values: list[str], keys: tuple[str, ...]) -> pa.
                 col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
             out[name] = col
     out["__cl_b"] = result.column("__cl_b")
-    n = result.num_rows
-    change = np.zeros(n, bool)
-    change[:1] = True
-    for k in keys:
-        col = result.column(k).combine_chunks()
-        if n > 1:
-            a, b = col.slice(1), col.slice(0, n - 1)
-            differ = pc.fill_null(pc.not_equal(a, b), True).to_numpy(zero_copy_only=False)
-            both_null = pc.and_(a.is_null(), b.is_null()).to_numpy(zero_copy_only=False)
-            change[1:] |= differ & ~both_null
+    change = np.concatenate([[True], key_changes(result, keys, nulls_equal=True)])[:result.num_rows]
     out["__cl_g"] = pa.array(np.cumsum(change), pa.int64())
     return pa.table(out)
 

@@ -2,32 +2,47 @@
 
 A lake table read in its files' order comes as a few long runs per key combination (the files are by
 exchange/symbol/date), each already by time; live rows of several streams come interleaved. `runs`
-finds where a run of equal keys and non-decreasing times starts, `order` sorts the runs by (group,
+finds where a run of equal keys (`key_changes`, also used by `resample`) and non-decreasing times
+starts, `order` sorts the runs by (group,
 first time) into a `Plan` (rows are sorted one by one only when two runs of a group overlap in time),
 and `arranged`/`moved` apply a plan to a table (long runs as zero-copy slices, the rows between them
 gathered) or to a numpy array.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Plan", "arranged", "moved", "order", "runs"]
+__all__ = ["Plan", "arranged", "key_changes", "moved", "order", "runs"]
 
 Plan = tuple[np.ndarray, np.ndarray]  # (first row, length) of each run of rows, in their new order
+
+
+def key_changes(table: pa.Table, keys: Sequence[str], *, nulls_equal: bool) -> np.ndarray:
+    """For each row but the first, whether its `keys` differ from the row before's (adjacent-row
+    comparisons, no hashing). `nulls_equal`: two NULLs in a row are the same key (as GROUP BY has
+    them), else a NULL always starts anew (as a join has them: NULL = NULL is not true)."""
+    n = table.num_rows
+    change = np.zeros(max(n - 1, 0), bool)
+    for key in keys if n > 1 else ():
+        column = table.column(key)
+        a, b = column.slice(1), column.slice(0, n - 1)
+        differ = pc.not_equal(a, b).fill_null(True).to_numpy()
+        if nulls_equal:
+            differ &= ~pc.and_(a.is_null(), b.is_null()).to_numpy()
+        change |= differ
+    return change
 
 
 def runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
     """The first row of each run of rows with the same keys and times not decreasing (a row with a
     NULL key starts a run of its own). The lake's files make a few long runs per key combination."""
-    n = table.num_rows
-    if n == 0:
+    if table.num_rows == 0:
         return np.zeros(0, np.int64)
-    change = t[1:] < t[:-1]
-    for key in keys:
-        column = table.column(key)
-        change |= pc.not_equal(column.slice(1), column.slice(0, n - 1)).fill_null(True).to_numpy()
+    change = key_changes(table, keys, nulls_equal=False) | (t[1:] < t[:-1])
     return np.concatenate([[0], np.flatnonzero(change) + 1])
 
 
