@@ -38,32 +38,31 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
     would copy the same string into the result for every row).
 
     Both sides are read in the files' order: the lake's files are already by exchange/symbol/date, so
-    a side is usually a few long runs per key combination, each already by time. Each row's key
-    combination becomes one int64 (numbered in key order, once per run), the runs are sorted into
-    (keys, time) order (`runs.py`), and the output is assembled from zero-copy slices of them; only
-    rows out of place (e.g. live rows of several streams interleaved) are gathered.
+    a side is usually a few long runs per key combination (with no key, one stream: usually one run),
+    each already by time. Each row's key combination becomes one int64 (numbered in key order, once
+    per run), the runs are sorted into (keys, time) order (`runs.py`), and the output is assembled
+    from zero-copy slices of them; only rows out of place (e.g. live rows of several streams
+    interleaved) are gathered.
     """
     quoted = [quote(k) for k in keys]
     picked = "".join(f"{q}, " for q in quoted) + "".join(f"__cl_c{i}, " for i in range(len(out_names)))
     left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")],
                            params, lake)
-    groups = None
+    lt, unknown = _times(left, on)
+    rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
+    lheads, rheads = runs(left, keys, lt), runs(right, keys, rt)
     if keys:
-        lt, unknown = _times(left, on)
-        rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
-        lheads, rheads = runs(left, keys, lt), runs(right, keys, rt)
         lcodes, rcodes = _dense(*_groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys))
-        lplan, lg = order(lheads, lcodes, lt)
-        rplan, rg = order(rheads, rcodes, rt)
-        if lplan is not None:
-            left, lt = arranged(left, lplan), moved(lt, lplan)
-            unknown = unknown if unknown is False else moved(unknown, lplan)
-        if rplan is not None:
-            right, rt = arranged(right, rplan), moved(rt, rplan)
-        groups = (lg, rg)
-    else:
-        left, lt, unknown = _by_time(left, on)
-        right, rt, _ = _by_time(right, "__cl_t")
+    else:  # one stream each side: its runs are only where the time goes back
+        lcodes, rcodes = np.zeros(len(lheads), np.int64), np.zeros(len(rheads), np.int64)
+    lplan, lg = order(lheads, lcodes, lt, groups=bool(keys))
+    rplan, rg = order(rheads, rcodes, rt, groups=bool(keys))
+    if lplan is not None:
+        left, lt = arranged(left, lplan), moved(lt, lplan)
+        unknown = unknown if unknown is False else moved(unknown, lplan)
+    if rplan is not None:
+        right, rt = arranged(right, rplan), moved(rt, rplan)
+    groups = None if lg is None or rg is None else (lg, rg)
     values = right.select([f"__cl_c{i}" for i in range(len(out_names))])
     matched = _match(lt, unknown, values, rt, tol, groups)
     out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
@@ -173,15 +172,3 @@ def _times(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray | bool]:
         unknown = col.is_null().to_numpy(zero_copy_only=False)
         col = col.fill_null(np.iinfo(np.int64).max)  # sorts last; `unknown` keeps it from matching
     return col.to_numpy(), unknown
-
-
-def _by_time(table: pa.Table, name: str) -> tuple[pa.Table, np.ndarray, np.ndarray | bool]:
-    """`table` in the order of its time column `name` (stable; untouched when it already is; rows
-    without a time last, as ORDER BY puts them), those times as int64 ns, and which rows have none
-    (False when every row has one)."""
-    t, unknown = _times(table, name)
-    if len(t) > 1 and not (t[1:] >= t[:-1]).all():
-        rows = np.argsort(t, kind="stable")
-        table, t = table.take(rows), t[rows]
-        unknown = unknown if unknown is False else unknown[rows]
-    return table, t, unknown

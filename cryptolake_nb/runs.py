@@ -46,11 +46,12 @@ def runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(change) + 1])
 
 
-def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan | None, np.ndarray]:
+def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray, *,
+          groups: bool = True) -> tuple[Plan | None, np.ndarray | None]:
     """How to put rows in (group, time) order, stably (None when they already are), and each row's
-    group in that order; `heads` start runs of one group (`codes`) each already by time. Runs are
-    sorted by (group, first time); only when two runs of a group overlap in time are the rows
-    themselves sorted."""
+    group in that order (None with `groups=False`, when the caller has one group); `heads` start
+    runs of one group (`codes`) each already by time. Runs are sorted by (group, first time); only
+    when two runs of a group overlap in time are the rows themselves sorted."""
     n = len(t)
     lengths = np.diff(np.append(heads, n))
     first, last = t[heads], t[heads + lengths - 1]
@@ -60,8 +61,8 @@ def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan | N
         g = np.repeat(codes, lengths)
         rows = np.lexsort((t, g))
         bounds = np.concatenate([[0], np.flatnonzero(np.diff(rows) != 1) + 1, [n]])
-        return (rows[bounds[:-1]], np.diff(bounds)), g[rows]
-    g = np.repeat(codes_by, lengths_by)
+        return (rows[bounds[:-1]], np.diff(bounds)), g[rows] if groups else None
+    g = np.repeat(codes_by, lengths_by) if groups else None
     return (None if (by[1:] > by[:-1]).all() else (heads[by], lengths_by)), g
 
 
