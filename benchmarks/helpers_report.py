@@ -128,8 +128,8 @@ def markdown(result: dict) -> str:
               "- `asof_join` returns every trade with all its columns (1.5M rows for `full`): producing those rows "
               "is most of the time on both sides, and pandas' `merge_asof` itself is fast, so its speedup is the "
               "smallest. The `floor` above times the lake reading those same rows and nothing else; in the runs of "
-              "2026-11-27 08:35 and 09:23 it took 193 and 177 ms for `full`, more than a fifth of pandas' whole "
-              "call (176 and 147 ms), and 230 and 255 ms for `multi` against 340 and 308.",
+              "2026-11-27 08:35, 09:23 and 10:01 it took 193, 177 and 200 ms for `full`, against a fifth of pandas' "
+              "whole call of 176, 147 and 228 ms, and 230, 255 and 244 ms for `multi` against 340, 308 and 308.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -138,17 +138,20 @@ def markdown(result: dict) -> str:
               "compare. `full` against the old baseline: 3.32x at 2026-11-26 12:37; 4.98x (267 ms) at "
               "2026-11-27 03:46; 5.06x to 5.77x (229-251 ms) in the six runs from 05:30 to 07:04, with polars' "
               "as-of join of the two time columns. Against the new baseline: 4.37x (233 ms against 1,021) at "
-              "08:12, 3.64x (242 against 880) at 08:35 and 3.39x (217 against 736) at 09:23.",
+              "08:12, 3.64x (242 against 880) at 08:35, 3.39x (217 against 736) at 09:23 and 4.63x (247 against "
+              "1,140) at 10:01, one stream now going through the same runs as several.",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
               "BY, and polars' as-of join by key. Rows by key then time, both sides read in the files' order and "
               "arranged as runs, new baseline: 3.18x and 680 ms (pandas 2,165) at 08:12; 3.82x and 445 ms "
               "(pandas 1,699) at 08:35, with group and time folded into one int64 so that polars matches without "
-              "`by`; 3.03x and 509 ms (pandas 1,539) at 09:23, unchanged code. What the lake spends beyond the floor goes to reading the quotes, finding the runs, the "
+              "`by`; 3.03x and 509 ms (pandas 1,539) at 09:23, unchanged code; 2.73x and 563 ms (pandas 1,540) at "
+              "10:01. What the lake spends beyond the floor goes to reading the quotes, finding the runs, the "
               "match and the conversion to pandas.",
               "- `resample` over one symbol's whole range: 6.0x (69 ms against 409) at 2026-11-27 08:12 and 4.99x "
-              "(47 against 236) at 08:35 and 7.2x (48 against 344) at 09:23, with no change to it in between: a "
+              "(47 against 236) at 08:35, 7.2x (48 against 344) at 09:23 and 5.3x (43 against 227) at 10:01, with "
+              "only a shared helper moved in between: a "
               "case this near the line crosses it with the machine's state.",
               "- `twap` over every symbol reads all 10M trades (four columns) and sorts them by (symbol, ts, "
               "receipt_ts) for each trade's successor; its runs vary the most (see min-max). Its medians in the runs "
