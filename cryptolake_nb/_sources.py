@@ -18,13 +18,14 @@ import pyarrow as pa
 
 from .errors import ConfigError, QueryError
 from .lake import active_lake
+from .table_read import weakest
 from .tables import TABLES
 from .view import used_parameters
 
 if TYPE_CHECKING:
     from .lake import Lake
 
-__all__ = ["Input", "Part", "RESERVED", "as_input", "run", "run_each"]
+__all__ = ["Input", "Part", "RESERVED", "as_input", "run"]
 
 RESERVED = "__cl_"  # prefix of the helpers' internal column names
 ROW = RESERVED + "row"  # input order of a frame's rows, for deterministic ties
@@ -84,7 +85,7 @@ def as_input(obj: Any, arg: str) -> Input:
 def run(parts: list[Part], body: str, params: Mapping[str, Any], lake: "Lake | None") -> pa.Table:
     """`WITH <parts> <body>`, in the lake when every part is a lake table, else in a private DuckDB."""
     if all(p.input.table for p in parts):
-        prune = _weakest([p.prune for p in parts])
+        prune = weakest([p.prune for p in parts])
         return active_lake(lake).query_arrow(f"WITH {_ctes(parts)} {body}", params, **prune)
     tables: dict[str, pa.Table] = {}
     ctes = []
@@ -100,30 +101,8 @@ def run(parts: list[Part], body: str, params: Mapping[str, Any], lake: "Lake | N
     return _local(f"WITH {', '.join(ctes)} {body}", params, tables)
 
 
-def run_each(statements: list[tuple[list[Part], str]], params: Mapping[str, Any], lake: "Lake | None") -> list[pa.Table]:
-    """`WITH <parts> <body>` for each (parts, body), over one snapshot of the lake (lake tables only)."""
-    if not all(p.input.table for parts, _ in statements for p in parts):
-        raise ConfigError("run_each reads lake tables only")
-    prune = _weakest([p.prune for parts, _ in statements for p in parts])
-    return active_lake(lake).query_each([f"WITH {_ctes(parts)} {body}" for parts, body in statements], params, **prune)
-
-
 def _ctes(parts: list[Part]) -> str:
     return ", ".join(f"{p.key} AS (SELECT {p.columns} FROM {p.input.table} WHERE {p.where})" for p in parts)
-
-
-def _weakest(prunes: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """One pruning for a statement reading several parts: only what every part allows."""
-    out: dict[str, Any] = {}
-    for key in ("exchange", "symbols"):
-        values = [p.get(key) for p in prunes]
-        if all(v is not None and v == values[0] for v in values):
-            out[key] = values[0]
-    for key, pick in (("start_ns", min), ("end_ns", max)):
-        values = [p.get(key) for p in prunes]
-        if all(v is not None for v in values):
-            out[key] = pick(values)
-    return out
 
 
 def _local(sql: str, params: Mapping[str, Any], tables: Mapping[str, pa.Table]) -> pa.Table:

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from ._sources import ROW, Input, Part, as_input, run
 from ._sqlargs import Filters, check_to, filters, ident, name_list, parse_interval, quote, symbol_list
 from .asof_direct import join_tables
+from .table_read import Read
 from .errors import ConfigError
 from .lake import Output, convert
 
@@ -33,8 +34,8 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
               lake: "Lake | None" = None) -> Any:
     """Every left row with the right row in effect at its time: `<left columns>, <right columns>,
     staleness`. `left` and `right` are lake table names ("trades", "ticker", ...) or pandas, polars
-    or Arrow frames; two tables are read by the lake's DuckDB (history + live, one snapshot) and
-    matched by polars, frames are joined by DuckDB's ASOF in a private in-memory one.
+    or Arrow frames; two tables are read over one snapshot (history + live; Parquet by pyarrow) and
+    matched by polars, frames are joined by DuckDB's ASOF in a private in-memory DuckDB.
 
     - `on`: a timestamp column of both sides; the match is the right row with the latest `on` <= the
       left row's `on` (an equal time matches; on ties between right rows, any one of them).
@@ -79,15 +80,14 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     lcols = [ident(c, lin.schema, "left") for c in left_names if c not in consts]
     lcols += [ROW] if lin.frame is not None else []
     rcols = key_q + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}" for i, c in enumerate(wanted)]
-    # times: for two tables each side's `on` column itself, viewed as int64 in numpy (the left's is
-    # already among its columns: no epoch_ns copy for DuckDB to write); else epoch_ns for the ASOF
-    ltime = [] if tables else [f"epoch_ns({on_q}) AS __cl_t"]
-    rtime = f"{on_q} AS __cl_t" if tables else f"epoch_ns({on_q}) AS __cl_t"
-    parts = [Part("l", lin, ", ".join([*lcols, *ltime]), lf.where, lf.prune),
-             Part("r", rin, ", ".join([*rcols, rtime]), f"{rf.where} AND {on_q} IS NOT NULL",
+    if tables:  # the left's columns (but consts); the right's free keys, wanted columns and time
+        read = tuple(c for c in left_names if c not in consts)
+        renamed = (*free_names, *(f"__cl_c{i}" for i in range(len(wanted))), "__cl_t")
+        reads = (Read(lin.table, read, read, lf, on), Read(rin.table, (*free_names, *wanted, on), renamed, rf, on, timed=True))
+        return convert(join_tables(reads, on, free_names, left_names, consts, out_names, tol, lake), to)
+    parts = [Part("l", lin, ", ".join([*lcols, f"epoch_ns({on_q}) AS __cl_t"]), lf.where, lf.prune),
+             Part("r", rin, ", ".join([*rcols, f"epoch_ns({on_q}) AS __cl_t"]), f"{rf.where} AND {on_q} IS NOT NULL",
                   rf.prune)]
-    if tables:
-        return convert(join_tables(parts, on, free_names, left_names, consts, out_names, tol, params, lake), to)
     # the tolerance DuckDB lacks, applied to the one candidate ASOF returns
     fresh = "r.__cl_t IS NOT NULL" + (" AND l.__cl_t - r.__cl_t <= $tolerance" if tol is not None else "")
     shown = [f"l.{q}" for q in lcols if q != ROW]

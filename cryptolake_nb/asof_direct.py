@@ -1,13 +1,13 @@
-"""The as-of join of two lake tables: both sides read by the lake's DuckDB over one snapshot, then
-matched by polars' as-of join on the time columns (and an integer per key combination).
+"""The as-of join of two lake tables: both sides read over one snapshot (`table_read.py`: pyarrow
+straight from the Parquet files, plus the live rows), then matched by polars' as-of join on the
+time columns (and an integer per key combination).
 
 DuckDB's ASOF JOIN sorts the left rows with all their columns for its own partitions, and an ORDER
-BY sorts them again. Here each side is read by its own statement over one snapshot (`Lake.query_each`:
-the same live rows and files for both) in the files' order, which the lake's partitions already make
-runs of one exchange/symbol by time; only the times (plus one int64 group per row when keys are to
-match) are sorted and go into the match, polars merges them and gathers the right columns, and the
-wide left rows are rearranged as zero-copy slices of their runs. Used by `asof.asof_join` for two
-tables; frames go through DuckDB's ASOF in a private connection.
+BY sorts them again. Here each side is read on its own, over one snapshot, in the files' order,
+which the lake's partitions already make runs of one exchange/symbol by time; only the times (plus
+one int64 group per row when keys are to match) are sorted and go into the match, polars merges them
+and gathers the right columns, and the wide left rows are rearranged as zero-copy slices of their
+runs. Used by `asof.asof_join` for two tables; frames go through DuckDB's ASOF in a private connection.
 """
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._sources import Part, run_each
-from ._sqlargs import quote
 from .runs import arranged, moved, order, runs
+from .table_read import Read, read_each
 
 if TYPE_CHECKING:
     from .lake import Lake
@@ -30,12 +29,11 @@ __all__ = ["join_tables"]
 _DENSE = 2**31  # key combinations beyond this are renumbered densely before the next key is added
 
 
-def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[str], consts: dict[str, str],
-                out_names: list[str], tol: int | None, params: dict[str, Any], lake: "Lake | None") -> pa.Table:
-    """`<left columns>, <right columns as out_names>, staleness` for the parts `l` (the left table's
-    columns but `consts`) and `r` (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `keys` (NULL
-    last) then `on`. `consts`: left columns that hold one value, made here rather than read (DuckDB
-    would copy the same string into the result for every row).
+def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], left_names: list[str], consts: dict[str, str],
+                out_names: list[str], tol: int | None, lake: "Lake | None") -> pa.Table:
+    """`<left columns>, <right columns as out_names>, staleness` for the reads of the left table (its
+    columns but `consts`) and of the right (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `keys`
+    (NULL last) then `on`. `consts`: left columns that hold one value, made here rather than read.
 
     Both sides are read in the files' order: the lake's files are already by exchange/symbol/date, so
     a side is usually a few long runs per key combination (with no key, one stream: usually one run),
@@ -44,10 +42,7 @@ def join_tables(parts: list[Part], on: str, keys: list[str], left_names: list[st
     from zero-copy slices of them; only rows out of place (e.g. live rows of several streams
     interleaved) are gathered.
     """
-    quoted = [quote(k) for k in keys]
-    picked = "".join(f"{q}, " for q in quoted) + "".join(f"__cl_c{i}, " for i in range(len(out_names)))
-    left, right = run_each([([parts[0]], "SELECT * FROM l"), ([parts[1]], f"SELECT {picked}__cl_t FROM r")],
-                           params, lake)
+    left, right = read_each(reads, lake)
     lt, unknown = _times(left, on)
     rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
     lheads, rheads = runs(left, keys, lt), runs(right, keys, rt)

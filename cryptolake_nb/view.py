@@ -21,7 +21,7 @@ from .manifest import schema_fingerprint
 from .pruning import TIME_CASTS
 from .pushdown import rewrite, templates_from
 
-__all__ = ["LakeView", "Source", "tables_in", "used_parameters"]
+__all__ = ["LakeView", "Source", "by_schema", "tables_in", "used_parameters"]
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class LakeView:
         names = source.live.schema.names
         cols = _columns(source)
         selects = []
-        same, other = _by_schema(source)
+        same, other = by_schema(source)
         plain = [f for f in same if _as_written(f)]
         coded = [f for f in same if not _as_written(f)]
         if plain:  # exchange/symbol from the path, as constants per file: grouping on them costs ~nothing
@@ -389,7 +389,7 @@ def _columns(source: Source) -> str:
     return ", ".join(f'"{c}"' for c in source.live.schema.names)
 
 
-def _by_schema(source: Source) -> tuple[list[str], list[str]]:
+def by_schema(source: Source) -> tuple[list[str], list[str]]:
     """The source's files split into those recorded with the live rows' schema and all others."""
     if len(source.schemas) != len(source.files):
         return [], list(source.files)

@@ -1,0 +1,217 @@
+"""Rows of lake tables, over one snapshot, read straight from their Parquet files by pyarrow.
+
+A helper that returns rows rather than aggregates (an as-of join of two tables returns every left
+row) spends most of its time getting the rows out of the files. DuckDB decodes them into its own
+vectors, then copies every string once more into Arrow's buffers; pyarrow's reader decodes straight
+into Arrow. `read_each` gives the rows a SELECT over the lake's views gives, with the same types:
+- the same snapshot (`Lake.reading`: committed files, none deleted before the read ends, and the
+  live rows; each row in exactly one);
+- the same filters (symbols, exchange, a time range, rows with a time), checked on each row unless a
+  file's own statistics show every row of it meets them;
+- files in the snapshot's order, then the live rows.
+When a file was written with another schema than the live rows' (schema evolution: the view matches
+columns by name), the reads run as those SELECTs through the lake's DuckDB instead.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache, reduce
+from typing import TYPE_CHECKING, Sequence
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ._sqlargs import Filters, quote
+from .lake import active_lake
+from .view import Source, by_schema
+
+if TYPE_CHECKING:
+    from .lake import Lake
+
+__all__ = ["Read", "read_each"]
+
+
+@dataclass(frozen=True)
+class Read:
+    """`SELECT <columns> AS <names> FROM <table> WHERE <filters> [AND <on> IS NOT NULL]`: `filters`
+    bound `on` (its start_ns/end_ns), `timed` leaves out rows without an `on`."""
+
+    table: str
+    columns: tuple[str, ...]
+    names: tuple[str, ...]
+    filters: Filters
+    on: str
+    timed: bool = False
+
+    def sql(self) -> str:
+        shown = ", ".join(quote(c) if c == n else f"{quote(c)} AS {quote(n)}" for c, n in zip(self.columns, self.names))
+        where = self.filters.where + (f" AND {quote(self.on)} IS NOT NULL" if self.timed else "")
+        return f"SELECT {shown} FROM {self.table} WHERE {where}"
+
+
+def read_each(reads: Sequence[Read], lake: "Lake | None" = None) -> list[pa.Table]:
+    """Each read's rows, all over one snapshot of the lake."""
+    lake = active_lake(lake)
+    prune = weakest([r.filters.prune for r in reads])
+    started = time.perf_counter()
+    with lake.reading(tables=sorted({r.table for r in reads}), **prune) as sources:
+        if all(not by_schema(sources[r.table])[1] for r in reads):
+            out = [_read(r, sources[r.table]) for r in reads]
+            ms = (time.perf_counter() - started) * 1e3 / len(reads)
+            for r, rows in zip(reads, out):
+                lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.num_rows, {r.table: sources[r.table]})
+            return out
+    params = {k: v for r in reads for k, v in r.filters.params.items()}
+    return lake.query_each([r.sql() for r in reads], params, **prune)
+
+
+def weakest(prunes: Sequence[dict]) -> dict:
+    """One `Lake.sources` pruning for reads with the prunings `prunes`: only what every one allows."""
+    out: dict = {}
+    for key in ("exchange", "symbols"):
+        values = [p.get(key) for p in prunes]
+        if all(v is not None and v == values[0] for v in values):
+            out[key] = values[0]
+    for key, pick in (("start_ns", min), ("end_ns", max)):
+        values = [p.get(key) for p in prunes]
+        if all(v is not None for v in values):
+            out[key] = pick(values)
+    return out
+
+
+def _read(r: Read, source: Source) -> pa.Table:
+    schema = source.live.schema
+    target = _result_schema(pa.schema([schema.field(c) for c in r.columns]))
+    target = pa.schema([f.with_name(n) for f, n in zip(target, r.names)])
+    parts = [_file_rows(path, r) for path in source.files] + [_kept(source.live, r, _tests(r))]
+    return pa.concat_tables([p.select(list(r.columns)).rename_columns(list(r.names)).cast(target)
+                             for p in parts if p.num_rows] or [target.empty_table()])
+
+
+def _file_rows(path: str, r: Read) -> pa.Table:
+    """The file's rows that pass `r`'s filters. Its row groups' statistics decide what they can: a
+    group none of whose rows can pass is not read, a test every row of a group passes is not checked
+    row by row. A string column with one value in the whole file (its exchange and symbol, say) or
+    only NULLs is made rather than decoded."""
+    with pq.ParquetFile(path) as pf:
+        tests = _tests(r)
+        groups = [[_verdict(pf, i, t) for t in tests] for i in range(pf.metadata.num_row_groups)]
+        kept = [i for i, verdicts in enumerate(groups) if False not in verdicts]
+        unsure = [t for j, t in enumerate(tests) if any(groups[i][j] is None for i in kept)]
+        checked = {t[0] for t in unsure}
+        made = {c: v for c in r.columns if c not in checked and (v := _one_value(pf, c)) is not _VARIES}
+        wanted = [c for c in dict.fromkeys([*r.columns, *checked]) if c not in made]
+        if wanted:
+            every = len(kept) == len(groups)
+            table = _kept(pf.read(columns=wanted) if every else pf.read_row_groups(kept, columns=wanted), r, unsure)
+        rows = table.num_rows if wanted else sum(pf.metadata.row_group(i).num_rows for i in kept)
+        columns = {c: table.column(c) for c in table.column_names} if wanted else {}
+        for c, value in made.items():
+            kind = pf.schema_arrow.field(c).type
+            columns[c] = pa.nulls(rows, kind) if value is None else pa.repeat(pa.scalar(value, kind), rows)
+        return pa.table(columns)
+
+
+def _tests(r: Read) -> list[tuple[str, str, object]]:
+    """`r`'s filters as (column, test, value): test "in" (a tuple), "=", ">=", "<" (ns) or "valid"."""
+    f, out = r.filters, []
+    if f.symbols:
+        out.append(("symbol", "in", tuple(f.symbols)))
+    if f.exchange is not None:
+        out.append(("exchange", "=", f.exchange))
+    if f.start_ns is not None:
+        out.append((r.on, ">=", f.start_ns))
+    if f.end_ns is not None:
+        out.append((r.on, "<", f.end_ns))
+    if r.timed:
+        out.append((r.on, "valid", None))
+    return out
+
+
+def _kept(table: pa.Table, r: Read, tests: list[tuple[str, str, object]]) -> pa.Table:
+    if not tests or not table.num_rows:
+        return table
+    masks = []
+    for column, test, value in tests:
+        col = table.column(column)
+        if test in (">=", "<"):  # as `epoch_ns(on)` in SQL: any unit, compared in ns
+            col = col.cast(pa.timestamp("ns", tz=col.type.tz)).cast(pa.int64())
+        masks.append(pc.is_in(col, value_set=pa.array(value, col.type)) if test == "in"
+                     else pc.equal(col, value) if test == "=" else pc.greater_equal(col, value) if test == ">="
+                     else pc.less(col, value) if test == "<" else pc.is_valid(col))
+    return table.filter(reduce(pc.and_kleene, masks))  # NULL (e.g. no time) drops the row, as WHERE does
+
+
+def _verdict(pf: pq.ParquetFile, group: int, test: tuple[str, str, object]) -> bool | None:
+    """By row group `group`'s statistics: True if every row passes `test`, False if none does, None
+    if the rows must tell (no statistics, or some may pass). NULL passes no test but "valid"."""
+    column, kind, value = test
+    chunk = _chunk(pf, group, column)
+    stats = None if chunk is None else chunk.statistics
+    if stats is None or stats.null_count is None:
+        return None
+    if kind in (">=", "<") and getattr(pf.schema_arrow.field(column).type, "unit", None) != "ns":
+        return None  # statistics in another unit than the bounds'
+    nulls, everything = stats.null_count, chunk.num_values
+    if nulls == everything:  # only NULLs, which pass no test, or an empty group: nothing to check
+        return not everything
+    if kind == "valid":
+        return True if nulls == 0 else None
+    if not stats.has_min_max:
+        return None
+    lo, hi = (stats.min_raw, stats.max_raw) if kind in (">=", "<") else (stats.min, stats.max)
+    values = value if kind == "in" else (value,)
+    if kind == ">=":
+        every, none = lo >= value, hi < value
+    elif kind == "<":
+        every, none = hi < value, lo >= value
+    else:
+        every, none = lo == hi and lo in values, all(v < lo or v > hi for v in values)
+    return False if none else True if every and nulls == 0 else None
+
+
+def _chunk(pf: pq.ParquetFile, group: int, column: str) -> pq.ColumnChunkMetaData | None:
+    """Row group `group`'s metadata of a top-level column, None if the file has no such column."""
+    meta = pf.metadata
+    for j in range(meta.num_columns):
+        if meta.schema.column(j).path == column:
+            return meta.row_group(group).column(j)
+    return None
+
+
+_VARIES = object()
+
+
+def _one_value(pf: pq.ParquetFile, column: str) -> object:
+    """The one value of a string column in every row of the file, None if every row is NULL, else `_VARIES`."""
+    if column not in pf.schema_arrow.names or not pa.types.is_string(pf.schema_arrow.field(column).type):
+        return _VARIES
+    values = set()
+    for i in range(pf.metadata.num_row_groups):
+        chunk = _chunk(pf, i, column)
+        stats = None if chunk is None else chunk.statistics
+        if stats is None or stats.null_count is None:
+            return _VARIES
+        if stats.null_count == chunk.num_values:
+            values.add(None)
+        elif stats.null_count == 0 and stats.has_min_max and stats.min == stats.max:
+            values.add(stats.min)
+        else:
+            return _VARIES
+    return values.pop() if len(values) == 1 else _VARIES
+
+
+@lru_cache(maxsize=64)
+def _result_schema(schema: pa.Schema) -> pa.Schema:
+    """The types a SELECT of `schema`'s columns returns from the lake's DuckDB (strings as large_string)."""
+    con = duckdb.connect(":memory:", config={"enable_external_access": False, "autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False, "arrow_large_buffer_size": True})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("__cl_types", schema.empty_table())
+        return con.sql("SELECT * FROM __cl_types").to_arrow_table().schema
+    finally:
+        con.close()

@@ -1,0 +1,144 @@
+"""table_read reads the rows and types a SELECT over the lake's views gives (DuckDB, the same snapshot),
+from Parquet by pyarrow: statistics decide only what they prove, a file of another schema goes to DuckDB."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cryptolake_nb import Lake
+from cryptolake_nb._sqlargs import filters
+from cryptolake_nb.manifest import FileEntry, Manifest, schema_fingerprint
+from cryptolake_nb.schema import schema_for
+from cryptolake_nb.sink import file_crc32
+from cryptolake_nb.table_read import Read, read_each
+
+DAY = 86_400 * 10**9
+T0 = 1_700_000_000 * 10**9 // DAY * DAY  # midnight
+STREAMS = [(e, s) for e in ("BINANCE", "KRAKEN") for s in ("BTC-USDT", "ETH-USDT", "SOL-USDT")]
+
+
+def _trades(rng: np.random.Generator, exchange: str, symbol: str, n: int, t0: int, span: int, extra: bool,
+            kind: int = 0) -> pa.Table:
+    """`kind` of the `type` column: 0 all NULL, 1 all "limit", 2 "limit" or NULL."""
+    schema = schema_for("trades")
+    ts = np.sort(t0 + rng.integers(0, span, n))
+    types = [[None] * n, ["limit"] * n, rng.choice(np.array(["limit", None], dtype=object), n).tolist()][kind]
+    cols = {
+        "exchange": [exchange] * n, "symbol": [symbol] * n,
+        "side": rng.choice(np.array(["buy", "sell", None], dtype=object), n).tolist(),
+        "amount": rng.random(n).tolist(), "price": (100 + rng.random(n)).tolist(),
+        "trade_id": [f"{symbol}-{t}" for t in ts], "type": types,
+        "extra": [f'{{"i":{i % 3}}}' if extra else None for i in range(n)],
+        "ts": ts.tolist(), "receipt_ts": (ts + 5).tolist(),
+    }
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    """Three days of six streams flushed (files of several row groups), then live rows of each; string
+    columns with one value in a file, only NULLs, one value and NULLs, many values."""
+    rng = np.random.default_rng(7)
+    lk = Lake(tmp_path_factory.mktemp("tr") / "lake", autoflush=False, autocompact=False, row_group_size=1000)
+    for day in range(3):
+        for i, (e, s) in enumerate(STREAMS):
+            lk.buffer("trades").append_batch(_trades(rng, e, s, 2500, T0 + day * DAY, DAY, bool(i % 2), i % 3))
+    lk.flush()
+    for e, s in STREAMS:
+        lk.buffer("trades").append_batch(_trades(rng, e, s, 300, T0 + 3 * DAY, DAY, extra=True))
+    yield lk
+    lk.close()
+
+
+def _same_as_duckdb(lake: Lake, reads: list[Read], by_pyarrow: bool = True) -> list[pa.Table]:
+    """read_each's tables (read by pyarrow or not, as its entries in the query log say), checked
+    against the same SELECTs run by the lake's DuckDB (rows in any order)."""
+    got = read_each(reads, lake)
+    logged = lake.queries.summary(len(reads))["recent"]
+    assert all(q["sql"].startswith("-- read by pyarrow") == by_pyarrow for q in logged)
+    params = {k: v for r in reads for k, v in r.filters.params.items()}
+    want = lake.query_each([r.sql() for r in reads], params)
+    for g, w in zip(got, want):
+        assert g.schema == w.schema
+        order = [(c, "ascending") for c in g.column_names]
+        assert g.sort_by(order).equals(w.sort_by(order))
+    return got
+
+
+COLUMNS = tuple(schema_for("trades").names)
+
+
+@pytest.mark.parametrize("syms, exchange, start, end", [
+    (None, None, None, None),
+    (("BTC-USDT",), "BINANCE", None, None),
+    (("ETH-USDT", "SOL-USDT"), None, T0 + DAY // 3, T0 + 2 * DAY + DAY // 2),  # bounds inside files and row groups
+    (("BTC-USDT",), "KRAKEN", T0 + 3 * DAY + 10, None),  # live rows only (and files the bound rules out)
+    (("NOPE",), None, None, None),
+])
+def test_reads_the_rows_and_types_the_views_give(lake, syms, exchange, start, end):
+    f = filters(syms, exchange, start, end, tag="a_")
+    g = filters(syms, exchange, None if start is None else start - 10**9, end, tag="b_")
+    reads = [Read("trades", COLUMNS, COLUMNS, f, "ts"),
+             Read("trades", ("symbol", "price", "ts"), ("symbol", "__cl_c0", "__cl_t"), g, "ts", timed=True)]
+    got = _same_as_duckdb(lake, reads)
+    assert got[0].num_rows or syms == ("NOPE",)
+
+
+def test_rows_are_checked_where_a_file_has_no_statistics(tmp_path):
+    """A file written without statistics: every filter is checked on its rows, no column is made."""
+    rng = np.random.default_rng(1)
+    with Lake(tmp_path / "lk", autoflush=False) as lk:
+        lk.buffer("trades").append_batch(_trades(rng, "BINANCE", "BTC-USDT", 50, T0, 3600 * 10**9, extra=False))
+        lk.flush()
+    rows = _trades(rng, "BINANCE", "BTC-USDT", 40, T0 + 3600 * 10**9, 3600 * 10**9, extra=False)
+    _commit(tmp_path / "lk", rows, "nostats", write_statistics=False)
+    with Lake(tmp_path / "lk", autoflush=False) as lk:
+        start = int(rows.column("ts")[10].value)
+        f = filters(("BTC-USDT",), "BINANCE", start, None)
+        [got] = _same_as_duckdb(lk, [Read("trades", COLUMNS, COLUMNS, f, "ts")])
+        assert got.num_rows == 30 and got.column("extra").null_count == 30
+
+
+def test_a_file_of_another_schema_is_read_through_duckdb(tmp_path):
+    rng = np.random.default_rng(2)
+    with Lake(tmp_path / "lk", autoflush=False) as lk:
+        lk.buffer("trades").append_batch(_trades(rng, "BINANCE", "BTC-USDT", 50, T0, 3600 * 10**9, extra=True))
+        lk.flush()
+    old = _trades(rng, "BINANCE", "BTC-USDT", 20, T0 + 3600 * 10**9, 3600 * 10**9, extra=True).drop_columns(["extra"])
+    _commit(tmp_path / "lk", old, "old")
+    with Lake(tmp_path / "lk", autoflush=False) as lk:
+        read = Read("trades", COLUMNS, COLUMNS, filters(None, None, None, None), "ts")
+        [got] = _same_as_duckdb(lk, [read], by_pyarrow=False)
+        assert got.num_rows == 70 and got.column("extra").null_count == 20
+
+
+def _commit(root, table: pa.Table, name: str, **write) -> None:
+    """`table` (one stream, one day) written as a file of the lake and committed to its manifest."""
+    ts = table.column("ts").cast(pa.int64()).to_pylist()
+    date = str(np.datetime64(min(ts), "ns").astype("datetime64[D]"))
+    rel = f"trades/exchange=BINANCE/symbol=BTC-USDT/date={date}/part-{name}.parquet"
+    path = root / rel
+    pq.write_table(table, path, **write)
+    Manifest(root).commit([FileEntry(
+        path=rel, table="trades", exchange="BINANCE", symbol="BTC-USDT", date=date, rows=table.num_rows,
+        bytes=path.stat().st_size, min_ts=min(ts), max_ts=max(ts), crc32=file_crc32(path),
+        schema=schema_fingerprint(table.schema))])
+
+
+def test_bounds_on_row_group_edges(lake):
+    """A bound equal to a row group's first or last time: the row at `start` is in, the row at `end` out."""
+    first = min((e for e in lake.committed_files("trades") if (e.exchange, e.symbol) == STREAMS[0]),
+                key=lambda e: e.min_ts)
+    meta = pq.ParquetFile(lake.root / first.path).metadata
+    at = meta.schema.names.index("ts")
+    edges = [(meta.row_group(i).column(at).statistics.min_raw, meta.row_group(i).column(at).statistics.max_raw)
+             for i in range(meta.num_row_groups)]
+    assert len(edges) >= 3
+    (lo0, hi0), (lo1, hi1), (lo2, _) = edges[:3]
+    for start, end in [(hi0, lo1), (hi0, hi1), (lo1, lo2), (lo0, hi0)]:
+        f = filters((STREAMS[0][1],), STREAMS[0][0], start, end)
+        [got] = _same_as_duckdb(lake, [Read("trades", ("ts",), ("ts",), f, "ts")])
+        times = got.column("ts").cast(pa.int64()).to_pylist()
+        assert start in times and end not in times
