@@ -14,7 +14,9 @@ columns by name), the reads run as those SELECTs through the lake's DuckDB inste
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Sequence
@@ -25,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ._sqlargs import Filters, quote
+from .errors import QueryError
 from .lake import active_lake
 from .view import Source, by_schema
 
@@ -59,7 +62,10 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None) -> list[pa.Tabl
     started = time.perf_counter()
     with lake.reading(tables=sorted({r.table for r in reads}), **prune) as sources:
         if all(not by_schema(sources[r.table])[1] for r in reads):
-            out = [_read(r, sources[r.table]) for r in reads]
+            pool = _pool()  # files read side by side (pyarrow decodes without the GIL), each on one thread
+            files = [[pool.submit(_file_rows, path, r) for path in sources[r.table].files] for r in reads]
+            wait([f for fs in files for f in fs])  # all done (or failed) before the files may be retired
+            out = [_read(r, sources[r.table], [f.result() for f in fs]) for r, fs in zip(reads, files)]
             ms = (time.perf_counter() - started) * 1e3 / len(reads)
             for r, rows in zip(reads, out):
                 lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.num_rows, {r.table: sources[r.table]})
@@ -82,20 +88,28 @@ def weakest(prunes: Sequence[dict]) -> dict:
     return out
 
 
-def _read(r: Read, source: Source) -> pa.Table:
+def _read(r: Read, source: Source, files: list[pa.Table]) -> pa.Table:
+    """`r`'s rows of its files (read) and of the live rows, in DuckDB's types, as one table."""
     schema = source.live.schema
     target = _result_schema(pa.schema([schema.field(c) for c in r.columns]))
     target = pa.schema([f.with_name(n) for f, n in zip(target, r.names)])
-    parts = [_file_rows(path, r) for path in source.files] + [_kept(source.live, r, _tests(r))]
+    parts = files + [_kept(source.live, r, _tests(r))]
     return pa.concat_tables([p.select(list(r.columns)).rename_columns(list(r.names)).cast(target)
                              for p in parts if p.num_rows] or [target.empty_table()])
 
 
 def _file_rows(path: str, r: Read) -> pa.Table:
-    """The file's rows that pass `r`'s filters. Its row groups' statistics decide what they can: a
-    group none of whose rows can pass is not read, a test every row of a group passes is not checked
-    row by row. A string column with one value in the whole file (its exchange and symbol, say) or
-    only NULLs is made rather than decoded."""
+    """The file's rows that pass `r`'s filters (a damaged or missing file: QueryError, as DuckDB's)."""
+    try:
+        return _passing(path, r)
+    except (OSError, pa.ArrowException) as exc:
+        raise QueryError(f"{path}: {exc} (lake.verify() checks every file and moves damaged ones aside)") from None
+
+
+def _passing(path: str, r: Read) -> pa.Table:
+    """Its row groups' statistics decide what they can: a group none of whose rows can pass is not
+    read, a test every row of a group passes is not checked row by row. A string column with one
+    value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded."""
     with pq.ParquetFile(path) as pf:
         tests = _tests(r)
         groups = [[_verdict(pf, i, t) for t in tests] for i in range(pf.metadata.num_row_groups)]
@@ -106,7 +120,9 @@ def _file_rows(path: str, r: Read) -> pa.Table:
         wanted = [c for c in dict.fromkeys([*r.columns, *checked]) if c not in made]
         if wanted:
             every = len(kept) == len(groups)
-            table = _kept(pf.read(columns=wanted) if every else pf.read_row_groups(kept, columns=wanted), r, unsure)
+            read = (pf.read(columns=wanted, use_threads=False) if every
+                    else pf.read_row_groups(kept, columns=wanted, use_threads=False))
+            table = _kept(read, r, unsure)
         rows = table.num_rows if wanted else sum(pf.metadata.row_group(i).num_rows for i in kept)
         columns = {c: table.column(c) for c in table.column_names} if wanted else {}
         for c, value in made.items():
@@ -202,6 +218,11 @@ def _one_value(pf: pq.ParquetFile, column: str) -> object:
         else:
             return _VARIES
     return values.pop() if len(values) == 1 else _VARIES
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="cryptolake-read")
 
 
 @lru_cache(maxsize=64)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cryptolake_nb import Lake
+from cryptolake_nb import Lake, QueryError, asof_join
 from cryptolake_nb._sqlargs import filters
 from cryptolake_nb.manifest import FileEntry, Manifest, schema_fingerprint
 from cryptolake_nb.schema import schema_for
@@ -142,3 +142,16 @@ def test_bounds_on_row_group_edges(lake):
         [got] = _same_as_duckdb(lake, [Read("trades", ("ts",), ("ts",), f, "ts")])
         times = got.column("ts").cast(pa.int64()).to_pylist()
         assert start in times and end not in times
+
+
+def test_a_damaged_file_is_a_query_error(tmp_path):
+    rng = np.random.default_rng(3)
+    with Lake(tmp_path / "lk", autoflush=False) as lk:
+        lk.buffer("trades").append_batch(_trades(rng, "BINANCE", "BTC-USDT", 50, T0, 3600 * 10**9, extra=False))
+        lk.flush()
+        victim = lk.root / lk.committed_files("trades")[0].path
+        victim.write_bytes(victim.read_bytes()[:100])
+        with pytest.raises(QueryError, match="lake.verify()"):
+            read_each([Read("trades", COLUMNS, COLUMNS, filters(None, None, None, None), "ts")], lk)
+        with pytest.raises(QueryError, match="lake.verify()"):
+            asof_join("trades", "ticker", "BTC-USDT", lake=lk)
