@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     from .lake import Lake
 
-__all__ = ["MAX_ROWS", "stream_bars", "stream_last"]
+__all__ = ["MAX_ROWS", "buckets", "ordered", "stream_bars", "stream_last"]
 
 MAX_ROWS = 5_000_000  # rows of one call held as 4 float/int columns (~160 MB) before SQL is preferred
 
@@ -60,7 +60,7 @@ def _stream(lake: "Lake", table: str, symbol: str, exchange: str, start_ns: int 
         if not (ts[1:] > ts[:-1]).all():  # ties or disorder: receipt_ts decides, read it now
             receipt = _cat([_ns((t if f is None else _read(f, ["receipt_ts"])).column("receipt_ts"))
                             for f, t in parts])
-            if not _ordered(ts, receipt):
+            if not ordered(ts, receipt):
                 order = np.lexsort((receipt, ts))
                 ts, values = ts[order], {c: v[order] for c, v in values.items()}
     lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, side="left"))
@@ -90,7 +90,7 @@ def stream_last(lake: "Lake", table: str, symbol: str, exchange: str, start_ns: 
     rows = _stream(lake, table, symbol, exchange, start_ns, end_ns, columns)
     if rows is None:
         return None
-    first, bucket = _buckets(rows.ts, step)
+    first, bucket = buckets(rows.ts, step)
     out = {"bucket": pa.array(bucket, pa.int64())}
     for c in columns:
         v = rows.values[c]
@@ -110,7 +110,7 @@ def _record(lake: "Lake", what: str, started: float, result: pa.Table, rows: _St
 
 
 def _reduce(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, step: int, symbol: str) -> pa.Table:
-    first, bucket = _buckets(ts, step)
+    first, bucket = buckets(ts, step)
     last = np.r_[first[1:] - 1, len(ts) - 1] if len(first) else first
     empty = not len(first)
     volume = np.empty(0) if empty else np.add.reduceat(amount, first)
@@ -128,7 +128,7 @@ def _reduce(ts: np.ndarray, price: np.ndarray, amount: np.ndarray, step: int, sy
     })
 
 
-def _buckets(ts: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+def buckets(ts: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
     """(first row, bucket start) of each non-empty bucket of sorted `ts`."""
     if not len(ts):
         return np.empty(0, np.int64), np.empty(0, np.int64)
@@ -157,7 +157,7 @@ def _holes(gaps: pa.Table, symbol: str, exchange: str) -> pa.Table:
                      "__cl_a": _ns(kept.column("start_ts")), "__cl_z": _ns(kept.column("end_ts"))})
 
 
-def _ordered(ts: np.ndarray, receipt: np.ndarray) -> bool:
+def ordered(ts: np.ndarray, receipt: np.ndarray) -> bool:
     """Whether rows are already in (ts, receipt_ts) order."""
     if not (ts[1:] >= ts[:-1]).all():
         return False

@@ -16,6 +16,7 @@ from ._sources import ROW, Part, as_input, run
 from ._sqlargs import check_choice, check_to, filters, ident, name_list, order_key, parse_interval, symbol_list
 from .errors import ConfigError
 from .lake import Output, convert
+from .resample_stream import last_rows
 from .runs import key_changes
 
 if TYPE_CHECKING:
@@ -79,9 +80,15 @@ def resample(data: Any, interval: Any, fill: str = "none", *, symbols: str | lis
     shown = ", ".join([*(f"{fixed[k]} AS {q}" if k in fixed else q for k, q in zip(keys, key_q)), "__cl_b"])
     body = (f"SELECT {shown}{last_row} FROM (SELECT *, (__cl_t // $step) * $step AS __cl_b FROM s)"
             f" GROUP BY {group} ORDER BY {group}")
-    part = Part("s", inp, f"{', '.join(cols)}, epoch_ns({on_q}) AS __cl_t", f"{f.where} AND {on_q} IS NOT NULL",
-                f.prune)
-    last = _unpacked(run([part], body, {**f.params, "step": step}, lake), values, keys)
+    last = None
+    if inp.table is not None and len(fixed) == len(keys) > 0:  # one stream of a table: over Arrow columns
+        consts = {"symbol": syms[0] if syms else None, "exchange": exchange}
+        last = last_rows(lake, inp.table, names, {k: consts[k] for k in keys}, f, on,
+                         "receipt_ts" if tie else None, step)
+    if last is None:
+        part = Part("s", inp, f"{', '.join(cols)}, epoch_ns({on_q}) AS __cl_t", f"{f.where} AND {on_q} IS NOT NULL",
+                    f.prune)
+        last = _unpacked(run([part], body, {**f.params, "step": step}, lake), values, keys)
     lo = None if f.start_ns is None else f.start_ns // step * step
     hi = None if f.end_ns is None else (f.end_ns - 1) // step * step
     return convert(_fill(last, names, on, keys, step, fill, lo, hi, on_type), to)

@@ -55,12 +55,15 @@ class Read:
         return f"SELECT {shown} FROM {self.table} WHERE {where}"
 
 
-def read_each(reads: Sequence[Read], lake: "Lake | None" = None) -> list[pa.Table]:
-    """Each read's rows, all over one snapshot of the lake."""
+def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int | None = None) -> list[pa.Table] | None:
+    """Each read's rows, all over one snapshot of the lake; None (nothing read) if the files and live
+    rows they could come from hold more than `limit` rows."""
     lake = active_lake(lake)
     prune = weakest([r.filters.prune for r in reads])
     started = time.perf_counter()
     with lake.reading(tables=sorted({r.table for r in reads}), **prune) as sources:
+        if limit is not None and sum(sum(s.rows) + s.live.num_rows for s in (sources[t] for t in {r.table for r in reads})) > limit:
+            return None
         if all(not by_schema(sources[r.table])[1] for r in reads):
             pool = _pool()  # files read side by side (pyarrow decodes without the GIL), each on one thread
             files = [[pool.submit(_file_rows, path, r) for path in sources[r.table].files] for r in reads]
