@@ -16,9 +16,9 @@ import pyarrow.compute as pc
 from ._sources import ROW, Input, Part, as_input, run
 from ._sqlargs import Filters, check_to, filters, ident, name_list, parse_interval, quote, symbol_list
 from .asof_direct import join_tables
-from .table_read import Read
 from .errors import ConfigError
 from .lake import Output, convert
+from .table_read import Read
 
 if TYPE_CHECKING:
     from .lake import Lake

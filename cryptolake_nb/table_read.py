@@ -62,14 +62,15 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int |
     prune = weakest([r.filters.prune for r in reads])
     started = time.perf_counter()
     with lake.reading(tables=sorted({r.table for r in reads}), **prune) as sources:
-        if limit is not None and sum(sum(s.rows) + s.live.num_rows for s in (sources[t] for t in {r.table for r in reads})) > limit:
+        held = sum(sum(sources[t].rows) + sources[t].live.num_rows for t in {r.table for r in reads})
+        if limit is not None and held > limit:
             return None
         if all(not by_schema(sources[r.table])[1] for r in reads):
             pool = _pool()  # files read side by side (pyarrow decodes without the GIL), each on one thread
             files = [[pool.submit(_file_rows, path, r) for path in sources[r.table].files] for r in reads]
             wait([f for fs in files for f in fs])  # all done (or failed) before the files may be retired
             out = [_read(r, sources[r.table], [f.result() for f in fs]) for r, fs in zip(reads, files)]
-            ms = (time.perf_counter() - started) * 1e3 / len(reads)
+            ms = (time.perf_counter() - started) * 1e3 / len(reads)  # read together: each logged with a share
             for r, rows in zip(reads, out):
                 lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.num_rows, {r.table: sources[r.table]})
             return out
@@ -117,6 +118,8 @@ def _passing(path: str, r: Read) -> pa.Table:
         tests = _tests(r)
         groups = [[_verdict(pf, i, t) for t in tests] for i in range(pf.metadata.num_row_groups)]
         kept = [i for i, verdicts in enumerate(groups) if False not in verdicts]
+        if not kept:
+            return pa.table({})  # no row can pass: nothing read
         unsure = [t for j, t in enumerate(tests) if any(groups[i][j] is None for i in kept)]
         checked = {t[0] for t in unsure}
         made = {c: v for c in r.columns if c not in checked and (v := _one_value(pf, c)) is not _VARIES}
