@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import pyarrow as pa
 import pytest
@@ -162,6 +163,21 @@ def _drive(sim, count, drops=DROPS):
     wait_for(lambda: count() >= n + 200, what="trades after the last faults")  # past the detector's grace
 
 
+def _drain(sim, counts, quiet_s=0.5):
+    """The simulator queues no frame after this (rate 0; it counts a frame when it queues it), and
+    the client has read every one queued before: `counts` holds still for `quiet_s`."""
+    sim.rate = 0
+    last = [counts(), time.monotonic()]
+
+    def still():
+        now = counts()
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - last[1] >= quiet_s
+
+    wait_for(still, what="the client to read every frame already queued")
+
+
 def _check(trades, gaps, sim, health):
     inj = sim.injected
     assert len(inj.disconnects) == DROPS
@@ -214,6 +230,7 @@ def test_faults_with_collector_and_detector_without_lake_wiring(tmp_path):
         col.start()
         try:
             _drive(sim, lambda: lake.status()["tables"]["trades"]["buffer_rows"])
+            _drain(sim, lambda: (lake.status()["tables"]["trades"]["buffer_rows"], health.malformed))
         finally:
             col.stop()
             sim.rate = 0
@@ -238,6 +255,7 @@ def test_faults_through_the_lake(tmp_path):
         lake.start()
         try:
             _drive(sim, lambda: lake.sql("SELECT count(*) AS n FROM trades")["n"][0])
+            _drain(sim, lambda: (lake.sql("SELECT count(*) AS n FROM trades")["n"][0], lake.feed_health[0].malformed))
         finally:
             lake.stop()
             sim.rate = 0
