@@ -175,8 +175,9 @@ def _verdict(pf: pq.ParquetFile, group: int, test: tuple[str, str, object]) -> b
     stats = None if chunk is None else chunk.statistics
     if stats is None or stats.null_count is None:
         return None
-    if kind in (">=", "<") and getattr(pf.schema_arrow.field(column).type, "unit", None) != "ns":
-        return None  # statistics in another unit than the bounds'
+    if kind in (">=", "<") and (getattr(pf.schema_arrow.field(column).type, "unit", None) != "ns"
+                                or stats.physical_type != "INT64"):
+        return None  # statistics in another unit or form than the bounds'
     nulls, everything = stats.null_count, chunk.num_values
     if nulls == everything:  # only NULLs, which pass no test, or an empty group: nothing to check
         return not everything
