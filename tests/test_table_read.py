@@ -2,13 +2,18 @@
 from Parquet by pyarrow: statistics decide only what they prove, a file of another schema goes to DuckDB."""
 from __future__ import annotations
 
+import itertools
+import threading
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from cryptolake_nb import Lake, QueryError, asof_join
 from cryptolake_nb._sqlargs import filters
+from cryptolake_nb.clock import SystemClock
 from cryptolake_nb.manifest import FileEntry, Manifest, schema_fingerprint
 from cryptolake_nb.schema import schema_for
 from cryptolake_nb.sink import file_crc32
@@ -155,3 +160,53 @@ def test_a_damaged_file_is_a_query_error(tmp_path):
             read_each([Read("trades", COLUMNS, COLUMNS, filters(None, None, None, None), "ts")], lk)
         with pytest.raises(QueryError, match="lake.verify()"):
             asof_join("trades", "ticker", "BTC-USDT", lake=lk)
+
+
+class _Hurried(SystemClock):
+    """Real wall time, but a monotonic clock that jumps an hour each time it is read."""
+
+    def __init__(self) -> None:
+        self._hours = itertools.count()
+
+    def monotonic(self) -> float:
+        return 3600.0 * next(self._hours)
+
+
+def test_reads_while_flushing_and_compacting_see_each_row_once(tmp_path):
+    """A writer thread flushes and compacts while reads run, each compaction deleting the files it
+    merged at once (its clock passes the retirement grace between any two readings) unless a read
+    that started before still holds them: no read fails on a vanished file, none sees a row twice,
+    none loses one a read before it saw."""
+    rng = np.random.default_rng(4)
+    batches = [_trades(rng, "BINANCE", "BTC-USDT", 200, T0 + i * 600 * 10**9, 600 * 10**9, extra=False)
+               for i in range(24)]
+    read = Read("trades", ("trade_id", "ts"), ("trade_id", "ts"), filters(("BTC-USDT",), "BINANCE", None, None), "ts")
+    clock = _Hurried()
+    with Lake(tmp_path / "lk", autoflush=False, autocompact=False, compact_min_files=2, clock=clock) as lk:
+        done, failures = threading.Event(), []
+
+        def write():
+            try:
+                for i, batch in enumerate(batches):
+                    lk.buffer("trades").append_batch(batch)
+                    lk.flush()
+                    if i % 2:
+                        lk.compact()
+            except Exception as exc:  # reported below: the reads' assertions alone would hide it
+                failures.append(exc)
+            finally:
+                done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        seen, reads = 0, 0
+        while not done.is_set() or reads < 3:
+            [rows] = read_each([read], lk)
+            ids = rows.column("trade_id")
+            assert len(pc.unique(ids)) == rows.num_rows >= seen
+            seen, reads = rows.num_rows, reads + 1
+        writer.join()
+        assert not failures
+        assert len(lk.committed_files("trades")) == 1  # the last compaction merged them all
+        [rows] = read_each([read], lk)
+        assert rows.num_rows == 24 * 200 == len(pc.unique(rows.column("trade_id")))
