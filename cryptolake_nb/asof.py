@@ -73,18 +73,14 @@ def asof_join(left: Any, right: Any, symbols: str | list[str] | None = None, *, 
     free_names = [k for k in keys if not pinned.get(k, False)]
     free = [quote(k) for k in free_names]  # as `ident` quotes them
     tables = bool(lin.table and rin.table)  # both read apart and matched by polars (asof_direct.py)
-    # on one stream, a left column filtered to one value is that value on every row: made, not read
-    consts = {c: v for c, v in (("symbol", syms[0] if pinned["symbol"] else None), ("exchange", exchange))
-              if tables and not free and v is not None and c in left_names
-              and pa.types.is_string(lin.schema.field(c).type)}
-    lcols = [ident(c, lin.schema, "left") for c in left_names if c not in consts]
+    lcols = [ident(c, lin.schema, "left") for c in left_names]
     lcols += [ROW] if lin.frame is not None else []
     rcols = key_q + [f"{ident(c, rin.schema, 'columns')} AS __cl_c{i}" for i, c in enumerate(wanted)]
-    if tables:  # the left's columns (but consts); the right's free keys, wanted columns and time
-        read = tuple(c for c in left_names if c not in consts)
+    if tables:  # the left's columns; the right's free keys, wanted columns and time
+        read = tuple(left_names)
         renamed = (*free_names, *(f"__cl_c{i}" for i in range(len(wanted))), "__cl_t")
         reads = (Read(lin.table, read, read, lf, on), Read(rin.table, (*free_names, *wanted, on), renamed, rf, on, timed=True))
-        return convert(join_tables(reads, on, free_names, left_names, consts, out_names, tol, lake), to)
+        return convert(join_tables(reads, on, free_names, out_names, tol, lake), to)
     parts = [Part("l", lin, ", ".join([*lcols, f"epoch_ns({on_q}) AS __cl_t"]), lf.where, lf.prune),
              Part("r", rin, ", ".join([*rcols, f"epoch_ns({on_q}) AS __cl_t"]), f"{rf.where} AND {on_q} IS NOT NULL",
                   rf.prune)]

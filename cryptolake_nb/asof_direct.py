@@ -29,11 +29,12 @@ __all__ = ["join_tables"]
 _DENSE = 2**31  # key combinations beyond this are renumbered densely before the next key is added
 
 
-def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], left_names: list[str], consts: dict[str, str],
-                out_names: list[str], tol: int | None, lake: "Lake | None") -> pa.Table:
+def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: list[str], tol: int | None,
+                lake: "Lake | None") -> pa.Table:
     """`<left columns>, <right columns as out_names>, staleness` for the reads of the left table (its
-    columns but `consts`) and of the right (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `keys`
-    (NULL last) then `on`. `consts`: left columns that hold one value, made here rather than read.
+    columns) and of the right (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `keys` (NULL last)
+    then `on`. A column with one value in a file (its exchange and symbol) is made by the reader,
+    not decoded (`table_read.py`).
 
     Both sides are read in the files' order: the lake's files are already by exchange/symbol/date, so
     a side is usually a few long runs per key combination (with no key, one stream: usually one run),
@@ -60,8 +61,7 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], left_names: 
     groups = None if lg is None or rg is None else (lg, rg)
     values = right.select([f"__cl_c{i}" for i in range(len(out_names))])
     matched = _match(lt, unknown, values, rt, tol, groups)
-    out = {c: pa.repeat(pa.scalar(consts[c], pa.large_string()), len(lt)) if c in consts else left.column(c)
-           for c in left_names}
+    out = {c: left.column(c) for c in left.column_names}
     for i, name in enumerate(out_names):
         column, kind = matched.column(f"__cl_c{i}"), values.schema.field(f"__cl_c{i}").type
         out[name] = column if column.type == kind else column.cast(kind)  # polars' own types back to the read ones
