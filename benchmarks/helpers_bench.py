@@ -114,8 +114,8 @@ class Case:
     call: str     # the lake call, as a user writes it
     lake: Callable[[Lake], Any]
     pandas: Callable[[PandasHelpers], Any]
-    # the lake reading the rows the call returns and nothing more (asof_join: every left row), timed
-    # alongside as the floor under the lake's time
+    # the lake's SQL reading the rows the call returns and nothing more (asof_join: every left row),
+    # timed alongside: what producing those rows costs through DuckDB (the call reads them by pyarrow)
     floor: Callable[[Lake], Any] | None = None
 
     @property
