@@ -134,7 +134,7 @@ def markdown(result: dict) -> str:
               "308. Since 10:54 both sides are read from the Parquet files by pyarrow (`cryptolake_nb/table_read.py`: "
               "no second copy of every string out of DuckDB, one file per thread, row groups and one-valued "
               "columns settled by the files' statistics), and the whole call came in near that floor: `full` 160, "
-              "155 and 173 ms against floors of 146, 139 and 162 at 10:54, 11:05 and 11:26.",
+              "155, 173 and 136 ms against floors of 146, 139, 162 and 145 at 10:54, 11:05, 11:26 and 12:04.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -146,7 +146,8 @@ def markdown(result: dict) -> str:
               "08:12, 3.64x (242 against 880) at 08:35, 3.39x (217 against 736) at 09:23 and 4.63x (247 against "
               "1,140) at 10:01, one stream now going through the same runs as several. Read by pyarrow: 5.73x (160 "
               "against 919) at 10:54, 4.54x (155 against 703) at 11:05 and 4.38x (173 against 758) at 11:26 (whose "
-              "code only adds not opening a file no row group of which can pass): pandas' time moved the most.",
+              "code only adds not opening a file no row group of which can pass): pandas' time moved the most. "
+              "5.26x (136 against 713) at 12:04, one-valued columns now made only by the reader.",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
@@ -155,15 +156,15 @@ def markdown(result: dict) -> str:
               "(pandas 1,699) at 08:35, with group and time folded into one int64 so that polars matches without "
               "`by`; 3.03x and 509 ms (pandas 1,539) at 09:23, unchanged code; 2.73x and 563 ms (pandas 1,540) at "
               "10:01; read by pyarrow, 3.18x and 403 ms (pandas 1,284) at 10:54, 3.95x and 341 ms (pandas 1,345) "
-              "at 11:05 and 3.42x and 423 ms (pandas 1,444) at 11:26. What the lake spends beyond reading the rows goes to finding the runs, the match and the "
+              "at 11:05, 3.42x and 423 ms (pandas 1,444) at 11:26 and 3.10x and 387 ms (pandas 1,199) at 12:04. What the lake spends beyond reading the rows goes to finding the runs, the match and the "
               "conversion to pandas.",
               "- `resample` over one symbol's whole range, as one SQL aggregate: 6.0x (69 ms against 409) at "
               "2026-11-27 08:12, 4.99x (47 against 236) at 08:35, 7.2x (48 against 344) at 09:23, 5.3x (43 against "
               "227) at 10:01 and 4.75x (52 against 247) at 10:54: a case that near the line crossed it with the "
               "machine's state. Since 11:05 one stream of a table is resampled over Arrow columns "
               "(`cryptolake_nb/resample_stream.py`: the rows read by pyarrow, each bucket's last row found from "
-              "the sorted times): 6.71x (37 against 247) at 11:05 and 8.31x (31 against 254) at 11:26, and "
-              "`resample/day` 4.41x and 3.78x (26 ms; 1.85x and 52 ms at 10:54).",
+              "the sorted times): 6.71x (37 against 247) at 11:05, 8.31x (31 against 254) at 11:26 and 8.48x (28 "
+              "against 240) at 12:04; `resample/day` 4.41x, 3.78x and 4.35x (24-26 ms; 1.85x and 52 ms at 10:54).",
               "- `twap` over every symbol reads all 10M trades (four columns) and sorts them by (symbol, ts, "
               "receipt_ts) for each trade's successor; its runs vary the most (see min-max). Its medians in the runs "
               "of 2026-11-26 were 882 ms (10:13), 1,246 ms (12:17) and 1,321 ms (12:37) while its weights were "
