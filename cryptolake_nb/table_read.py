@@ -67,9 +67,11 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int |
             return None
         if all(not by_schema(sources[r.table])[1] for r in reads):
             pool = _pool()  # files read side by side (pyarrow decodes without the GIL), each on one thread
-            files = [[pool.submit(_file_rows, path, r) for path in sources[r.table].files] for r in reads]
+            targets = [_target(r, sources[r.table]) for r in reads]
+            files = [[pool.submit(_file_rows, path, r, t) for path in sources[r.table].files]
+                     for r, t in zip(reads, targets)]
             wait([f for fs in files for f in fs])  # all done (or failed) before the files may be retired
-            out = [_read(r, sources[r.table], [f.result() for f in fs]) for r, fs in zip(reads, files)]
+            out = [_read(r, sources[r.table], t, [f.result() for f in fs]) for r, t, fs in zip(reads, targets, files)]
             ms = (time.perf_counter() - started) * 1e3 / len(reads)  # read together: each logged with a share
             for r, rows in zip(reads, out):
                 lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.num_rows, {r.table: sources[r.table]})
@@ -92,28 +94,34 @@ def weakest(prunes: Sequence[dict]) -> dict:
     return out
 
 
-def _read(r: Read, source: Source, files: list[pa.Table]) -> pa.Table:
-    """`r`'s rows of its files (read) and of the live rows, in DuckDB's types, as one table."""
-    schema = source.live.schema
-    target = _result_schema(pa.schema([schema.field(c) for c in r.columns]))
-    target = pa.schema([f.with_name(n) for f, n in zip(target, r.names)])
-    parts = files + [_kept(source.live, r, _tests(r))]
-    return pa.concat_tables([p.select(list(r.columns)).rename_columns(list(r.names)).cast(target)
-                             for p in parts if p.num_rows] or [target.empty_table()])
+def _target(r: Read, source: Source) -> pa.Schema:
+    """The types DuckDB gives `r.columns` of the live rows' schema (the files' when `by_schema` finds
+    none other), under `r.names`."""
+    types = _result_schema(pa.schema([source.live.schema.field(c) for c in r.columns]))
+    return pa.schema([f.with_name(n) for f, n in zip(types, r.names)])
 
 
-def _file_rows(path: str, r: Read) -> pa.Table:
-    """The file's rows that pass `r`'s filters (a damaged or missing file: QueryError, as DuckDB's)."""
+def _read(r: Read, source: Source, target: pa.Schema, files: list[pa.Table]) -> pa.Table:
+    """`r`'s rows of its files (read, already as `target`) and of the live rows, as one `target` table."""
+    live = _kept(source.live, r, _tests(r)).select(list(r.columns)).rename_columns(list(r.names)).cast(target)
+    return pa.concat_tables([p for p in [*files, live] if p.num_rows] or [target.empty_table()])
+
+
+def _file_rows(path: str, r: Read, target: pa.Schema) -> pa.Table:
+    """The file's rows that pass `r`'s filters as `target` (`r.columns` under `r.names`, in DuckDB's
+    types; a damaged or missing file: QueryError, as DuckDB's)."""
     try:
-        return _passing(path, r)
+        return _passing(path, r, target)
     except (OSError, pa.ArrowException) as exc:
         raise QueryError(f"{path}: {exc} (lake.verify() checks every file and moves damaged ones aside)") from None
 
 
-def _passing(path: str, r: Read) -> pa.Table:
+def _passing(path: str, r: Read, target: pa.Schema) -> pa.Table:
     """Its row groups' statistics decide what they can: a group none of whose rows can pass is not
     read, a test every row of a group passes is not checked row by row. A string column with one
-    value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded."""
+    value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded.
+    The cast to `target` (e.g. strings' offsets widened to large_string) is done here, on the reading
+    thread."""
     with pq.ParquetFile(path) as pf:
         tests = _tests(r)
         groups = [[_verdict(pf, i, t) for t in tests] for i in range(pf.metadata.num_row_groups)]
@@ -130,11 +138,12 @@ def _passing(path: str, r: Read) -> pa.Table:
                     else pf.read_row_groups(kept, columns=wanted, use_threads=False))
             table = _kept(read, r, unsure)
         rows = table.num_rows if wanted else sum(pf.metadata.row_group(i).num_rows for i in kept)
-        columns = {c: table.column(c) for c in table.column_names} if wanted else {}
-        for c, value in made.items():
-            kind = pf.schema_arrow.field(c).type
-            columns[c] = pa.nulls(rows, kind) if value is None else pa.repeat(pa.scalar(value, kind), rows)
-        return pa.table(columns)
+        columns = []
+        for c, kind in zip(r.columns, target.types):
+            value = made.get(c, _VARIES)
+            columns.append(table.column(c).cast(kind) if value is _VARIES else pa.nulls(rows, kind) if value is None
+                           else pa.repeat(pa.scalar(value, kind), rows))
+        return pa.Table.from_arrays(columns, schema=target)
 
 
 def _tests(r: Read) -> list[tuple[str, str, object]]:
