@@ -34,7 +34,8 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: l
     """`<left columns>, <right columns as out_names>, staleness` for the reads of the left table (its
     columns) and of the right (`keys`, `__cl_c0..n`, `__cl_t`: its `on`), rows by `keys` (NULL last)
     then `on`. A column with one value in a file (its exchange and symbol) is made by the reader,
-    not decoded (`table_read.py`).
+    not decoded, and the reader says so (`Rows.steady`): keys are compared row by row only where a
+    file's are not one-valued and among the live rows.
 
     Both sides are read in the files' order: the lake's files are already by exchange/symbol/date, so
     a side is usually a few long runs per key combination (with no key, one stream: usually one run),
@@ -43,10 +44,11 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: l
     from zero-copy slices of them; only rows out of place (e.g. live rows of several streams
     interleaved) are gathered.
     """
-    left, right = read_each(reads, lake)
+    lrows, rrows = read_each(reads, lake)
+    left, right = lrows.table, rrows.table
     lt, unknown = _times(left, on)
     rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
-    lheads, rheads = runs(left, keys, lt), runs(right, keys, rt)
+    lheads, rheads = runs(left, keys, lt, lrows.steady), runs(right, keys, rt, rrows.steady)
     if keys:
         lcodes, rcodes = _dense(*_groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys))
     else:  # one stream each side: its runs are only where the time goes back

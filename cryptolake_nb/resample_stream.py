@@ -33,7 +33,7 @@ def last_rows(lake: "Lake | None", table: str, names: list[str], consts: dict[st
     got = read_each([Read(table, read, read, f, on, timed=True)], lake, limit=MAX_ROWS)
     if got is None:
         return None
-    rows = got[0]
+    rows = got[0].table
     t = _ns(rows.column(on))
     if len(t) and t.min() < 0:
         return None

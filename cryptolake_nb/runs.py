@@ -37,12 +37,24 @@ def key_changes(table: pa.Table, keys: Sequence[str], *, nulls_equal: bool) -> n
     return change
 
 
-def runs(table: pa.Table, keys: list[str], t: np.ndarray) -> np.ndarray:
+def runs(table: pa.Table, keys: list[str], t: np.ndarray,
+         steady: Sequence[tuple[int, frozenset[str]]] = ()) -> np.ndarray:
     """The first row of each run of rows with the same keys and times not decreasing (a row with a
-    NULL key starts a run of its own). The lake's files make a few long runs per key combination."""
-    if table.num_rows == 0:
+    NULL key starts a run of its own). The lake's files make a few long runs per key combination.
+    `steady` (as `table_read.Rows` has it): stretches of rows in order, each with the columns known to
+    have one value in all of it; keys are compared row by row only in stretches where some key is
+    not among them, and each stretch starts a run."""
+    n = table.num_rows
+    if n == 0:
         return np.zeros(0, np.int64)
-    change = key_changes(table, keys, nulls_equal=False) | (t[1:] < t[:-1])
+    change = t[1:] < t[:-1]
+    at = 0
+    for rows, same in steady or ((n, frozenset()),):
+        if keys and not same.issuperset(keys):
+            change[at:at + rows - 1] |= key_changes(table.slice(at, rows), keys, nulls_equal=False)
+        if at:
+            change[at - 1] = True
+        at += rows
     return np.concatenate([[0], np.flatnonzero(change) + 1])
 
 

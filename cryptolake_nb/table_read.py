@@ -34,7 +34,7 @@ from .view import Source, by_schema
 if TYPE_CHECKING:
     from .lake import Lake
 
-__all__ = ["Read", "read_each"]
+__all__ = ["Read", "Rows", "read_each"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,18 @@ class Read:
         return f"SELECT {shown} FROM {self.table} WHERE {where}"
 
 
-def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int | None = None) -> list[pa.Table] | None:
+@dataclass(frozen=True)
+class Rows:
+    """A read's rows (`table`, under the read's names) and, when they were read by pyarrow, `steady`:
+    for each stretch of them in order (one per file read, then the live rows), its row count and the
+    columns that have one value, not NULL, in all of it (a file's exchange and symbol, say). Empty
+    when not known (read through DuckDB)."""
+
+    table: pa.Table
+    steady: tuple[tuple[int, frozenset[str]], ...] = ()
+
+
+def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int | None = None) -> list[Rows] | None:
     """Each read's rows, all over one snapshot of the lake; None (nothing read) if the files and live
     rows they could come from hold more than `limit` rows."""
     lake = active_lake(lake)
@@ -74,10 +85,10 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int |
             out = [_read(r, sources[r.table], t, [f.result() for f in fs]) for r, t, fs in zip(reads, targets, files)]
             ms = (time.perf_counter() - started) * 1e3 / len(reads)  # read together: each logged with a share
             for r, rows in zip(reads, out):
-                lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.num_rows, {r.table: sources[r.table]})
+                lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.table.num_rows, {r.table: sources[r.table]})
             return out
     params = {k: v for r in reads for k, v in r.filters.params.items()}
-    return lake.query_each([r.sql() for r in reads], params, **prune)
+    return [Rows(t) for t in lake.query_each([r.sql() for r in reads], params, **prune)]
 
 
 def weakest(prunes: Sequence[dict]) -> dict:
@@ -101,22 +112,26 @@ def _target(r: Read, source: Source) -> pa.Schema:
     return pa.schema([f.with_name(n) for f, n in zip(types, r.names)])
 
 
-def _read(r: Read, source: Source, target: pa.Schema, files: list[pa.Table]) -> pa.Table:
-    """`r`'s rows of its files (read, already as `target`) and of the live rows, as one `target` table."""
+def _read(r: Read, source: Source, target: pa.Schema, files: list[tuple[pa.Table, frozenset[str]]]) -> Rows:
+    """`r`'s rows of its files (read, already as `target`, with their one-valued columns) and of the
+    live rows, as one `target` table."""
     live = _kept(source.live, r, _tests(r)).select(list(r.columns)).rename_columns(list(r.names)).cast(target)
-    return pa.concat_tables([p for p in [*files, live] if p.num_rows] or [target.empty_table()])
+    parts = [p for p in [*files, (live, frozenset())] if p[0].num_rows]
+    table = pa.concat_tables([t for t, _ in parts] or [target.empty_table()])
+    return Rows(table, tuple((t.num_rows, steady) for t, steady in parts))
 
 
-def _file_rows(path: str, r: Read, target: pa.Schema) -> pa.Table:
+def _file_rows(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset[str]]:
     """The file's rows that pass `r`'s filters as `target` (`r.columns` under `r.names`, in DuckDB's
-    types; a damaged or missing file: QueryError, as DuckDB's)."""
+    types; a damaged or missing file: QueryError, as DuckDB's), and the names of those with one
+    value, not NULL, in all of them."""
     try:
         return _passing(path, r, target)
     except (OSError, pa.ArrowException) as exc:
         raise QueryError(f"{path}: {exc} (lake.verify() checks every file and moves damaged ones aside)") from None
 
 
-def _passing(path: str, r: Read, target: pa.Schema) -> pa.Table:
+def _passing(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset[str]]:
     """Its row groups' statistics decide what they can: a group none of whose rows can pass is not
     read, a test every row of a group passes is not checked row by row. A string column with one
     value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded.
@@ -127,7 +142,7 @@ def _passing(path: str, r: Read, target: pa.Schema) -> pa.Table:
         groups = [[_verdict(pf, i, t) for t in tests] for i in range(pf.metadata.num_row_groups)]
         kept = [i for i, verdicts in enumerate(groups) if False not in verdicts]
         if not kept:
-            return pa.table({})  # no row can pass: nothing read
+            return pa.table({}), frozenset()  # no row can pass: nothing read
         unsure = [t for j, t in enumerate(tests) if any(groups[i][j] is None for i in kept)]
         checked = {t[0] for t in unsure}
         made = {c: v for c in r.columns if c not in checked and (v := _one_value(pf, c)) is not _VARIES}
@@ -143,7 +158,8 @@ def _passing(path: str, r: Read, target: pa.Schema) -> pa.Table:
             value = made.get(c, _VARIES)
             columns.append(table.column(c).cast(kind) if value is _VARIES else pa.nulls(rows, kind) if value is None
                            else pa.repeat(pa.scalar(value, kind), rows))
-        return pa.Table.from_arrays(columns, schema=target)
+        steady = frozenset(n for c, n in zip(r.columns, r.names) if made.get(c) not in (None, _VARIES))
+        return pa.Table.from_arrays(columns, schema=target), steady
 
 
 def _tests(r: Read) -> list[tuple[str, str, object]]:

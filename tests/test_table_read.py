@@ -59,8 +59,18 @@ def lake(tmp_path_factory):
 
 def _same_as_duckdb(lake: Lake, reads: list[Read], by_pyarrow: bool = True) -> list[pa.Table]:
     """read_each's tables (read by pyarrow or not, as its entries in the query log say), checked
-    against the same SELECTs run by the lake's DuckDB (rows in any order)."""
-    got = read_each(reads, lake)
+    against the same SELECTs run by the lake's DuckDB (rows in any order); each column it calls
+    steady over a stretch of rows has one value, not NULL, there."""
+    rows = read_each(reads, lake)
+    for r in rows:
+        assert sum(n for n, _ in r.steady) == r.table.num_rows if r.steady else not by_pyarrow or not r.table.num_rows
+        at = 0
+        for n, same in r.steady:
+            for c in same:
+                assert pc.count_distinct(r.table.column(c).slice(at, n), mode="all").as_py() == 1
+                assert r.table.column(c).slice(at, n).null_count == 0
+            at += n
+    got = [r.table for r in rows]
     logged = lake.queries.summary(len(reads))["recent"]
     assert all(q["sql"].startswith("-- read by pyarrow") == by_pyarrow for q in logged)
     params = {k: v for r in reads for k, v in r.filters.params.items()}
@@ -89,6 +99,16 @@ def test_reads_the_rows_and_types_the_views_give(lake, syms, exchange, start, en
              Read("trades", ("symbol", "price", "ts"), ("symbol", "__cl_c0", "__cl_t"), g, "ts", timed=True)]
     got = _same_as_duckdb(lake, reads)
     assert got[0].num_rows or syms == ("NOPE",)
+
+
+def test_a_files_exchange_and_symbol_are_steady_and_live_rows_are_not(lake):
+    """Each file is one stream: its stretch has exchange and symbol steady (never compared row by row
+    downstream); the live rows, of several streams, have none."""
+    [rows] = read_each([Read("trades", COLUMNS, COLUMNS, filters(None, None, None, None), "ts")], lake)
+    *files, live = rows.steady
+    assert len(files) == len(lake.committed_files("trades"))
+    assert all({"exchange", "symbol"} <= same for _, same in files)
+    assert live == (lake.buffer("trades").snapshot_table().num_rows, frozenset())
 
 
 def test_rows_are_checked_where_a_file_has_no_statistics(tmp_path):
@@ -201,12 +221,12 @@ def test_reads_while_flushing_and_compacting_see_each_row_once(tmp_path):
         writer.start()
         seen, reads = 0, 0
         while not done.is_set() or reads < 3:
-            [rows] = read_each([read], lk)
+            [rows] = [r.table for r in read_each([read], lk)]
             ids = rows.column("trade_id")
             assert len(pc.unique(ids)) == rows.num_rows >= seen
             seen, reads = rows.num_rows, reads + 1
         writer.join()
         assert not failures
         assert len(lk.committed_files("trades")) == 1  # the last compaction merged them all
-        [rows] = read_each([read], lk)
+        [rows] = [r.table for r in read_each([read], lk)]
         assert rows.num_rows == 24 * 200 == len(pc.unique(rows.column("trade_id")))
