@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .runs import arranged, moved, order, runs
+from .runs import Plan, arranged, moved, order, runs
 from .table_read import Read, read_each
 
 if TYPE_CHECKING:
@@ -53,16 +53,20 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: l
         lcodes, rcodes = _dense(*_groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys))
     else:  # one stream each side: its runs are only where the time goes back
         lcodes, rcodes = np.zeros(len(lheads), np.int64), np.zeros(len(rheads), np.int64)
-    lplan, lg = order(lheads, lcodes, lt, groups=bool(keys))
-    rplan, rg = order(rheads, rcodes, rt, groups=bool(keys))
-    if lplan is not None:
-        left, lt = arranged(left, lplan), moved(lt, lplan)
-        unknown = unknown if unknown is False else moved(unknown, lplan)
-    if rplan is not None:
-        right, rt = arranged(right, rplan), moved(rt, rplan)
-    groups = None if lg is None or rg is None else (lg, rg)
+    lplan, lcodes = order(lheads, lcodes, lt)
+    rplan, rcodes = order(rheads, rcodes, rt)
+    folded = _folded(lt, unknown, lplan, lcodes, rt, rplan, rcodes) if keys else None
+    left, right = arranged(left, lplan), arranged(right, rplan)
+    unknown = unknown if unknown is False else moved(unknown, lplan)
+    groups = None
+    if folded is None:
+        lt, rt, span = moved(lt, lplan), moved(rt, rplan), None
+        if keys:
+            groups = np.repeat(lcodes, lplan[1]), np.repeat(rcodes, rplan[1])
+    else:
+        lt, rt, span = folded
     values = right.select([f"__cl_c{i}" for i in range(len(out_names))])
-    matched = _match(lt, unknown, values, rt, tol, groups)
+    matched = _match(lt, unknown, values, rt, tol, groups, span)
     out = {c: left.column(c) for c in left.column_names}
     for i, name in enumerate(out_names):
         column, kind = matched.column(f"__cl_c{i}"), values.schema.field(f"__cl_c{i}").type
@@ -72,18 +76,18 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: l
 
 
 def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.ndarray, tol: int | None,
-           groups: tuple[np.ndarray, np.ndarray] | None) -> pa.Table:
+           groups: tuple[np.ndarray, np.ndarray] | None, span: int | None) -> pa.Table:
     """For each left time `lt` (`unknown`: those that have none), the row of `right` (times `rt`) of
     the same group with the latest time <= it, if at most `tol` older: `right`'s columns and
     `staleness` (int64 ns), NULL where there is no such row. polars' backward as-of join: equal
     times match, and its tolerance is inclusive. Rows come sorted by time, or by (group, time) with
-    `groups` (dense numbers; -1 on the right matches nothing)."""
-    folded = None if groups is None else _folded(lt, unknown, groups[0], rt, groups[1])
-    if folded is not None:  # group and time in one sorted int64: a plain as-of join, no `by`
-        lt, rt, span = folded
-        tol = span if tol is None else min(tol, span)  # farther apart than `span`: another group
-    times = pa.array(lt, mask=unknown) if unknown is not False and folded is None else lt  # no time: no match
-    by = [] if groups is None or folded is not None else [pl.Series("__cl_g", groups[0])]
+    `groups` (dense numbers; -1 on the right matches nothing); or, with `span`, the times are group
+    and time folded into one sorted int64 (`_folded`), two of which are never within `span` unless
+    they are of one group."""
+    if span is not None:  # farther apart than `span`: another group, or a left row without a time
+        tol = span if tol is None else min(tol, span)
+    times = pa.array(lt, mask=unknown) if unknown is not False and span is None else lt  # no time: no match
+    by = [] if groups is None else [pl.Series("__cl_g", groups[0])]
     left_times, right_times = pl.Series("__cl_t", times), pl.Series("__cl_t", rt)
     if not by:  # sorted as a whole; with `by` only within each group (all polars needs then)
         left_times, right_times = left_times.set_sorted(), right_times.set_sorted()
@@ -97,25 +101,52 @@ def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.n
     return joined.select([*right.column_names, staleness]).collect().to_arrow()
 
 
-def _folded(lt: np.ndarray, unknown: np.ndarray | bool, lg: np.ndarray, rt: np.ndarray,
-            rg: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Each row's group and time as one int64, `(group + 1) * step + (time - earliest)`, in the same
-    order as (group, time), and `span`, the most two times of one group can differ; None when that
-    does not fit in int64. `step` > 2 * span, so two rows of different groups always differ by more
-    than `span`, and a left row without a time, put at `step - 1` in its group, by more than `span`
-    from any right row of it: neither is ever within the tolerance of a match."""
-    known = lt if unknown is False else lt[~unknown]
-    if not len(known) or not len(rt):
+def _folded(lt: np.ndarray, unknown: np.ndarray | bool, lplan: Plan, lcodes: np.ndarray, rt: np.ndarray,
+            rplan: Plan, rcodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Each side's rows in its plan's order (pieces of one group, each by time; `lcodes`/`rcodes`:
+    their groups) as one int64 of group and time, `(group + 1) * step + (time - earliest)`, sorted as
+    (group, time) is, and `span`, the most two times of one group can differ; None when that does
+    not fit in int64. `step` > 2 * span, so two rows of different groups always differ by more than
+    `span`, and a left row without a time, put at `step - 1` in its group, by more than `span` from
+    any right row of it: neither is ever within the tolerance of a match."""
+    if not len(rt) or unknown is not False and unknown.all() or not len(lt):
         return None
-    lo, hi = min(int(known.min()), int(rt.min())), max(int(known.max()), int(rt.max()))
+    if unknown is False:  # each piece is by time: its ends are its extremes
+        lo, hi = _ends(lt, lplan)
+    else:
+        known = lt[~unknown]
+        lo, hi = int(known.min()), int(known.max())
+    rlo, rhi = _ends(rt, rplan)
+    lo, hi = min(lo, rlo), max(hi, rhi)
     span = hi - lo
     step = 2 * span + 2
-    if (max(int(lg.max()), int(rg.max())) + 2) * step >= 2**62:
+    if (max(int(lcodes.max()), int(rcodes.max())) + 2) * step >= 2**62:
         return None
-    offset = lt - lo
     if unknown is not False:
-        offset[unknown] = step - 1
-    return (lg + 1) * step + offset, (rg + 1) * step + (rt - lo), span
+        lt = np.where(unknown, lo + step - 1, lt)
+    return _pieces(lt, lplan, lcodes, step, lo), _pieces(rt, rplan, rcodes, step, lo), span
+
+
+def _ends(t: np.ndarray, plan: Plan) -> tuple[int, int]:
+    """The earliest and latest of `t`, whose plan's pieces are each by time."""
+    starts, lengths = plan
+    return int(t[starts].min()), int(t[starts + lengths - 1].max())
+
+
+def _pieces(t: np.ndarray, plan: Plan, codes: np.ndarray, step: int, lo: int) -> np.ndarray:
+    """`(code + 1) * step + (t - lo)` for the rows of each piece of `plan`, in the plan's order: piece
+    by piece into one array when there are few (no copy of `t` moved, no group per row), else by
+    whole arrays. The sum fits in int64 (checked by the caller); wrapping in between does not matter."""
+    starts, lengths = plan
+    add = (codes + 1) * step - lo
+    if len(starts) > 256:
+        return moved(t, plan) + np.repeat(add, lengths)
+    out = np.empty(len(t), np.int64)
+    at = 0
+    for s, n, a in zip(starts.tolist(), lengths.tolist(), add.tolist()):
+        np.add(t[s:s + n], a, out=out[at:at + n])
+        at += n
+    return out
 
 
 def _groups(left: pa.Table, right: pa.Table, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:

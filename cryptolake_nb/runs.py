@@ -3,9 +3,9 @@
 A lake table read in its files' order comes as a few long runs per key combination (the files are by
 exchange/symbol/date), each already by time; live rows of several streams come interleaved. `runs`
 finds where a run of equal keys (`key_changes`, also used by `resample`) and non-decreasing times
-starts, `order` sorts the runs by (group,
-first time) into a `Plan` (rows are sorted one by one only when two runs of a group overlap in time),
-and `arranged`/`moved` apply a plan to a table (long runs as zero-copy slices, the rows between them
+starts, `order` sorts the runs by (group, first time) into a `Plan` of pieces, each of one group and
+by time (rows are sorted one by one only when two runs of a group overlap in time), and
+`arranged`/`moved` apply a plan to a table (long runs as zero-copy slices, the rows between them
 gathered) or to a numpy array.
 """
 from __future__ import annotations
@@ -58,12 +58,11 @@ def runs(table: pa.Table, keys: list[str], t: np.ndarray,
     return np.concatenate([[0], np.flatnonzero(change) + 1])
 
 
-def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray, *,
-          groups: bool = True) -> tuple[Plan | None, np.ndarray | None]:
-    """How to put rows in (group, time) order, stably (None when they already are), and each row's
-    group in that order (None with `groups=False`, when the caller has one group); `heads` start
-    runs of one group (`codes`) each already by time. Runs are sorted by (group, first time); only
-    when two runs of a group overlap in time are the rows themselves sorted."""
+def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray) -> tuple[Plan, np.ndarray]:
+    """How to put rows in (group, time) order, stably: a plan of pieces, each of one group and by
+    time, and the group of each piece. `heads` start runs of one group (`codes`) each already by
+    time. Runs are sorted by (group, first time); only when two runs of a group overlap in time are
+    the rows themselves sorted."""
     n = len(t)
     lengths = np.diff(np.append(heads, n))
     first, last = t[heads], t[heads + lengths - 1]
@@ -72,10 +71,11 @@ def order(heads: np.ndarray, codes: np.ndarray, t: np.ndarray, *,
     if ((codes_by[1:] == codes_by[:-1]) & (last[by][:-1] > first[by][1:])).any():
         g = np.repeat(codes, lengths)
         rows = np.lexsort((t, g))
-        bounds = np.concatenate([[0], np.flatnonzero(np.diff(rows) != 1) + 1, [n]])
-        return (rows[bounds[:-1]], np.diff(bounds)), g[rows] if groups else None
-    g = np.repeat(codes_by, lengths_by) if groups else None
-    return (None if (by[1:] > by[:-1]).all() else (heads[by], lengths_by)), g
+        sorted_g = g[rows]
+        cuts = np.flatnonzero((np.diff(rows) != 1) | (sorted_g[1:] != sorted_g[:-1])) + 1
+        bounds = np.concatenate([[0], cuts, [n]])
+        return (rows[bounds[:-1]], np.diff(bounds)), sorted_g[bounds[:-1]]
+    return (heads[by], lengths_by), codes_by
 
 
 def _rows(plan: Plan) -> np.ndarray:
@@ -84,9 +84,17 @@ def _rows(plan: Plan) -> np.ndarray:
     return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
 
 
-def moved(values: np.ndarray, plan: Plan) -> np.ndarray:
-    """`values` in the plan's order."""
+def _keeps(plan: Plan) -> bool:
+    """Whether the plan leaves every row where it is."""
     starts, lengths = plan
+    return bool((starts == np.cumsum(lengths) - lengths).all())
+
+
+def moved(values: np.ndarray, plan: Plan) -> np.ndarray:
+    """`values` in the plan's order (`values` itself when the plan moves no row)."""
+    starts, lengths = plan
+    if _keeps(plan):
+        return values
     if len(starts) > 64:
         return values[_rows(plan)]
     return np.concatenate([values[s:s + n] for s, n in zip(starts.tolist(), lengths.tolist())])
@@ -94,8 +102,10 @@ def moved(values: np.ndarray, plan: Plan) -> np.ndarray:
 
 def arranged(table: pa.Table, plan: Plan, run: int = 4096) -> pa.Table:
     """`table`'s rows in the plan's order: every run of at least `run` rows a zero-copy slice, only
-    the rows between such runs gathered."""
+    the rows between such runs gathered (`table` itself when the plan moves no row)."""
     starts, lengths = plan
+    if _keeps(plan):
+        return table
     chunks, done = [], 0
     for r in np.flatnonzero(lengths >= run).tolist():
         if done < r:
