@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
+import pyarrow as pa
+
 from .errors import ManifestError
 from .faults import FAULTS
 
@@ -41,8 +43,11 @@ class FileEntry:
 
 def schema_fingerprint(schema) -> str:
     """A short, stable id of an Arrow schema's column names, types and nullability (not its metadata):
-    files with equal fingerprints can be read as one dataset without reconciling columns."""
-    return f"{zlib.crc32(str(schema.remove_metadata()).encode()):08x}"
+    files with equal fingerprints can be read as one dataset without reconciling columns. Strings
+    count as one type, whichever offsets an Arrow schema gives them (the sink stores most as
+    large_string; SQL reads both as VARCHAR), so a file's own schema and the table's agree."""
+    plain = pa.schema([f.with_type(pa.string()) if pa.types.is_large_string(f.type) else f for f in schema])
+    return f"{zlib.crc32(str(plain).encode()):08x}"
 
 
 _ENTRY_FIELDS = frozenset(f.name for f in fields(FileEntry))

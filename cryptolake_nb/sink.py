@@ -28,6 +28,9 @@ TEMP_SUFFIX = ".inprogress"  # no `*.parquet` glob matches a file being written
 _NS_PER_DAY = 86_400 * 10**9
 
 
+_KEYS = ("exchange", "symbol")  # partition keys, as `partition_dir` lays them out
+
+
 class ParquetSink:
     """Writes one table's rows as ZSTD Parquet files, one or more per partition."""
 
@@ -82,7 +85,7 @@ class ParquetSink:
         try:
             FAULTS.check("write")
             pq.write_table(
-                part, tmp,
+                _stored(part), tmp,
                 compression="zstd", compression_level=self.compression_level,
                 use_dictionary=[c for c in spec.dictionary_columns if c in names],
                 column_encoding={c: "DELTA_BINARY_PACKED" for c in spec.delta_columns if c in names},
@@ -145,3 +148,16 @@ def _unlink(path: Path) -> None:
         pass
     except OSError:
         log.exception("could not remove %s", path)
+
+
+def _stored(part: pa.Table) -> pa.Table:
+    """`part` as written: its string columns typed large_string, the type every query returns them in,
+    but for the partition keys (exchange, symbol: a reader of the hive directories infers those as
+    string, and they are one value per file, never decoded by the lake). Only the Arrow schema the
+    file carries (a hint to Arrow readers) changes, not the Parquet data, its statistics or
+    `schema_fingerprint`: pyarrow then decodes them straight into large_string instead of into
+    string and copying every offset wider (DuckDB reads both alike)."""
+    fields = [f.with_type(pa.large_string()) if pa.types.is_string(f.type) and f.name not in _KEYS else f
+              for f in part.schema]
+    schema = pa.schema(fields, metadata=part.schema.metadata)
+    return part if schema.equals(part.schema) else part.cast(schema)

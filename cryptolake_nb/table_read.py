@@ -235,7 +235,8 @@ _VARIES = object()
 
 def _one_value(pf: pq.ParquetFile, column: str) -> object:
     """The one value of a string column in every row of the file, None if every row is NULL, else `_VARIES`."""
-    if column not in pf.schema_arrow.names or not pa.types.is_string(pf.schema_arrow.field(column).type):
+    kind = pf.schema_arrow.field(column).type if column in pf.schema_arrow.names else None
+    if kind is None or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return _VARIES
     values = set()
     for i in range(pf.metadata.num_row_groups):
