@@ -58,9 +58,9 @@ class Read:
 @dataclass(frozen=True)
 class Rows:
     """A read's rows (`table`, under the read's names) and, when they were read by pyarrow, `steady`:
-    for each stretch of them in order (one per file read, then the live rows), its row count and the
-    columns that have one value, not NULL, in all of it (a file's exchange and symbol, say). Empty
-    when not known (read through DuckDB)."""
+    for each stretch of them in order (one per file that gave rows, then the live rows if any), its
+    row count and the columns that have one value, not NULL, in all of it (a file's exchange and
+    symbol, say). Empty when not known (read through DuckDB, or no rows)."""
 
     table: pa.Table
     steady: tuple[tuple[int, frozenset[str]], ...] = ()
