@@ -135,9 +135,10 @@ def markdown(result: dict) -> str:
               "no second copy of every string out of DuckDB, one file per thread, row groups and one-valued "
               "columns settled by the files' statistics), and the whole call came in near that floor: `full` 160, "
               "155, 173 and 136 ms against floors of 146, 139, 162 and 145 at 10:54, 11:05, 11:26 and 12:04. "
-              "Since 12:51 it takes less than that floor: 140, 121, 142 and 133 ms against 158, 137, 171 and 141 "
-              "at 12:51, 13:12, 13:19 and 13:27 (each file's columns cast on its reading thread; since 13:12 the "
-              "files also hint their strings as `large_string`, so pyarrow decodes them straight into that type).",
+              "In four of the five runs since 12:51 it took less than that floor: 140, 121, 142 and 133 ms against "
+              "158, 137, 171 and 141 at 12:51, 13:12, 13:19 and 13:27 (each file's columns cast on its reading "
+              "thread; since 13:12 the files also hint their strings as `large_string`, so pyarrow decodes them "
+              "straight into that type); at 13:51 it took 203 ms (its five calls 131-308) against 164.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -152,7 +153,7 @@ def markdown(result: dict) -> str:
               "code only adds not opening a file no row group of which can pass): pandas' time moved the most. "
               "5.26x (136 against 713) at 12:04, one-valued columns now made only by the reader; then 5.93x (140 "
               "against 827) at 12:51, 5.36x (121 against 647) at 13:12, 6.00x (142 against 851) at 13:19 and "
-              "5.44x (133 against 722) at 13:27.",
+              "5.44x (133 against 722) at 13:27, and 4.72x (203 against 956) at 13:51.",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
@@ -165,9 +166,9 @@ def markdown(result: dict) -> str:
               "Then keys compared row by row only among the live rows (the reader says which columns are "
               "one-valued in each file), group and time folded piece by piece of the plan, each file cast on its "
               "reading thread: 4.74x and 293 ms (pandas 1,389) at 12:51; with the files' `large_string` hints, "
-              "6.05x and 247 ms (pandas 1,494) at 13:12, 4.52x and 326 ms (pandas 1,473) at 13:19 and 4.18x and "
-              "297 ms (pandas 1,238) at 13:27. The lake's five calls spread widely within a run (242-488 ms at "
-              "13:19, 281-607 at 13:27), more than its other cases; what it spends beyond reading the rows goes "
+              "6.05x and 247 ms (pandas 1,494) at 13:12, 4.52x and 326 ms (pandas 1,473) at 13:19, 4.18x and "
+              "297 ms (pandas 1,238) at 13:27 and 4.81x and 279 ms (pandas 1,340) at 13:51. The lake's five calls "
+              "spread widely within a run (242-488 ms at 13:19, 281-607 at 13:27, 253-518 at 13:51), more than its other cases; what it spends beyond reading the rows goes "
               "to the match and the conversion to pandas.",
               "- `resample` over one symbol's whole range, as one SQL aggregate: 6.0x (69 ms against 409) at "
               "2026-11-27 08:12, 4.99x (47 against 236) at 08:35, 7.2x (48 against 344) at 09:23, 5.3x (43 against "
