@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .errors import ConfigError, QueryError
 from .lake import active_lake
-from .table_read import weakest
+from .pruning import weakest
 from .tables import TABLES
 from .view import used_parameters
 

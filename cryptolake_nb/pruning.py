@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .manifest import FileEntry
 
-__all__ = ["Prune", "prune_from_tree"]
+__all__ = ["Prune", "prune_from_tree", "weakest"]
 
 _DAY_NS = 86_400 * 10**9
 _SLACK_NS = 1_000  # DuckDB may compare at microsecond precision: never prune closer than that
@@ -257,3 +257,18 @@ def _iso(ns: int) -> str:
     ms = round(ns / 1e6)
     text = dt.datetime.fromtimestamp(ms / 1e3, dt.timezone.utc).isoformat(timespec="milliseconds")
     return text.replace(".000+", "+").replace("+00:00", "Z")
+
+
+def weakest(prunes: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """One `Lake.sources` pruning for reads with the prunings `prunes`: only what every one allows."""
+    listed = list(prunes)
+    out: dict[str, Any] = {}
+    for key in ("exchange", "symbols"):
+        values = [p.get(key) for p in listed]
+        if all(v is not None and v == values[0] for v in values):
+            out[key] = values[0]
+    for key, pick in (("start_ns", min), ("end_ns", max)):
+        values = [p.get(key) for p in listed]
+        if all(v is not None for v in values):
+            out[key] = pick(values)
+    return out

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from ._sqlargs import Filters, quote
 from .errors import QueryError
 from .lake import active_lake
+from .pruning import weakest
 from .view import Source, by_schema
 
 if TYPE_CHECKING:
@@ -89,20 +90,6 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int |
             return out
     params = {k: v for r in reads for k, v in r.filters.params.items()}
     return [Rows(t) for t in lake.query_each([r.sql() for r in reads], params, **prune)]
-
-
-def weakest(prunes: Sequence[dict]) -> dict:
-    """One `Lake.sources` pruning for reads with the prunings `prunes`: only what every one allows."""
-    out: dict = {}
-    for key in ("exchange", "symbols"):
-        values = [p.get(key) for p in prunes]
-        if all(v is not None and v == values[0] for v in values):
-            out[key] = values[0]
-    for key, pick in (("start_ns", min), ("end_ns", max)):
-        values = [p.get(key) for p in prunes]
-        if all(v is not None for v in values):
-            out[key] = pick(values)
-    return out
 
 
 def _target(r: Read, source: Source) -> pa.Schema:
