@@ -57,14 +57,14 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: l
     rplan, rcodes = order(rheads, rcodes, rt)
     folded = _folded(lt, unknown, lplan, lcodes, rt, rplan, rcodes) if keys else None
     left, right = arranged(left, lplan), arranged(right, rplan)
-    unknown = unknown if unknown is False else moved(unknown, lplan)
     groups = None
     if folded is None:
         lt, rt, span = moved(lt, lplan), moved(rt, rplan), None
+        unknown = unknown if unknown is False else moved(unknown, lplan)
         if keys:
             groups = np.repeat(lcodes, lplan[1]), np.repeat(rcodes, rplan[1])
-    else:
-        lt, rt, span = folded
+    else:  # rows without a time are already placed where nothing matches them
+        (lt, rt, span), unknown = folded, False
     values = right.select([f"__cl_c{i}" for i in range(len(out_names))])
     matched = _match(lt, unknown, values, rt, tol, groups, span)
     out = {c: left.column(c) for c in left.column_names}
@@ -86,7 +86,7 @@ def _match(lt: np.ndarray, unknown: np.ndarray | bool, right: pa.Table, rt: np.n
     they are of one group."""
     if span is not None:  # farther apart than `span`: another group, or a left row without a time
         tol = span if tol is None else min(tol, span)
-    times = pa.array(lt, mask=unknown) if unknown is not False and span is None else lt  # no time: no match
+    times = pa.array(lt, mask=unknown) if unknown is not False else lt  # no time: no match
     by = [] if groups is None else [pl.Series("__cl_g", groups[0])]
     left_times, right_times = pl.Series("__cl_t", times), pl.Series("__cl_t", rt)
     if not by:  # sorted as a whole; with `by` only within each group (all polars needs then)
