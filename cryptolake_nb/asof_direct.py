@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .runs import Plan, arranged, moved, order, runs
+from .runs import Plan, arranged, gathered, moved, order, runs
 from .table_read import Read, read_each
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def join_tables(reads: tuple[Read, Read], on: str, keys: list[str], out_names: l
     rt, _ = _times(right, "__cl_t")  # its WHERE keeps only rows with a time
     lheads, rheads = runs(left, keys, lt, lrows.steady), runs(right, keys, rt, rrows.steady)
     if keys:
-        lcodes, rcodes = _dense(*_groups(left.select(keys).take(lheads), right.select(keys).take(rheads), keys))
+        lcodes, rcodes = _dense(*_groups(gathered(left.select(keys), lheads), gathered(right.select(keys), rheads), keys))
     else:  # one stream each side: its runs are only where the time goes back
         lcodes, rcodes = np.zeros(len(lheads), np.int64), np.zeros(len(rheads), np.int64)
     lplan, lcodes = order(lheads, lcodes, lt)

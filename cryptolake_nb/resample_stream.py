@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from ._sqlargs import Filters
 from .columnar_bars import MAX_ROWS, buckets, ordered
+from .runs import gathered
 from .table_read import Read, read_each
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def last_rows(lake: "Lake | None", table: str, names: list[str], consts: dict[st
         t = t[order]
     first, bucket = buckets(t, step)
     last = np.r_[first[1:] - 1, len(t) - 1] if len(first) else first
-    taken = rows.take(pa.array(last if order is None else order[last], pa.int64()))
+    taken = gathered(rows, last if order is None else order[last])
     out = {c: pa.repeat(pa.scalar(v, pa.large_string()), len(last)) for c, v in consts.items()}
     out.update({c: taken.column(c) for c in names if c not in consts and c != on})
     out["__cl_b"] = pa.array(bucket, pa.int64())

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Plan", "arranged", "key_changes", "moved", "order", "runs"]
+__all__ = ["Plan", "arranged", "gathered", "key_changes", "moved", "order", "runs"]
 
 Plan = tuple[np.ndarray, np.ndarray]  # (first row, length) of each run of rows, in their new order
 
@@ -109,9 +109,24 @@ def arranged(table: pa.Table, plan: Plan, run: int = 4096) -> pa.Table:
     chunks, done = [], 0
     for r in np.flatnonzero(lengths >= run).tolist():
         if done < r:
-            chunks.append(table.take(_rows((starts[done:r], lengths[done:r]))))
+            chunks.append(gathered(table, _rows((starts[done:r], lengths[done:r]))))
         chunks.append(table.slice(int(starts[r]), int(lengths[r])))
         done = r + 1
     if done < len(starts):
-        chunks.append(table.take(_rows((starts[done:], lengths[done:]))))
+        chunks.append(gathered(table, _rows((starts[done:], lengths[done:]))))
     return pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
+
+
+def gathered(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """`table.take(rows)` (one chunk), gathering from each chunk the rows it holds. Arrow's take of
+    a table in many chunks (one per file read) first concatenates every chunk, even for one row."""
+    batches = table.to_batches()  # one chunking for all columns, zero-copy
+    if len(batches) < 2:
+        return table.take(rows)
+    starts = np.cumsum([0] + [b.num_rows for b in batches[:-1]])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    by = np.argsort(which, kind="stable")
+    cuts = np.flatnonzero(np.diff(which[by])) + 1
+    pieces = [batches[which[part[0]]].take(rows[part] - starts[which[part[0]]]) for part in np.split(by, cuts) if len(part)]
+    got = pa.Table.from_batches(pieces, table.schema).combine_chunks()
+    return got if (np.diff(which) >= 0).all() else got.take(np.argsort(by))

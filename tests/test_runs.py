@@ -1,4 +1,5 @@
-"""runs: the stretches a reader calls steady spare the key comparisons and change nothing else."""
+"""runs: the stretches a reader calls steady spare the key comparisons and change nothing else;
+gathered: a take from a table in many chunks, chunk by chunk, gives what Arrow's take gives."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryptolake_nb.runs import runs
+from cryptolake_nb.runs import gathered, runs
 
 _KEYS = ["exchange", "symbol"]
 
@@ -50,3 +51,21 @@ def test_a_stretch_steady_in_one_key_still_compares_the_other():
     t = np.arange(4, dtype=np.int64)
     assert runs(table, _KEYS, t, [(4, frozenset({"exchange"}))]).tolist() == [0, 2]
     assert runs(table, _KEYS, t, [(4, frozenset(_KEYS))]).tolist() == [0]  # what the claim is trusted to mean
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=0, max_size=6), st.data())
+def test_gathered_is_arrows_take_in_one_chunk(sizes, data):
+    """Chunks of any size (empty ones too) and columns chunked alike or not; rows in any order,
+    repeated, or none."""
+    n = sum(sizes)
+    values = [data.draw(st.one_of(st.none(), st.text("ab", max_size=3))) for _ in range(n)]
+    cuts = np.cumsum([0, *sizes])
+    text = pa.chunked_array([pa.array(values[a:b], pa.large_string()) for a, b in zip(cuts[:-1], cuts[1:])],
+                            pa.large_string())
+    table = pa.table({"s": text, "i": pa.chunked_array([pa.array(np.arange(n, dtype=np.int64))])})
+    rows = np.array(data.draw(st.lists(st.integers(0, max(n - 1, 0)), max_size=10 if n else 0)), np.int64)
+    got = gathered(table, rows)
+    assert got.equals(table.take(rows))
+    assert all(c.num_chunks <= 1 for c in got.columns)
+    assert got.column("i").to_pylist() == rows.tolist()
