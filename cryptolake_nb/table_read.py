@@ -82,8 +82,11 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int |
             targets = [_target(r, sources[r.table]) for r in reads]
             files = [[pool.submit(_file_rows, path, r, t) for path in sources[r.table].files]
                      for r, t in zip(reads, targets)]
-            wait([f for fs in files for f in fs])  # all done (or failed) before the files may be retired
-            out = [_read(r, sources[r.table], t, [f.result() for f in fs]) for r, t, fs in zip(reads, targets, files)]
+            try:  # the live rows are filtered here while the pool reads the files
+                lives = [_live(r, sources[r.table], t) for r, t in zip(reads, targets)]
+            finally:
+                wait([f for fs in files for f in fs])  # all done (or failed) before the files may be retired
+            out = [_joined([f.result() for f in fs], live) for fs, live in zip(files, lives)]
             ms = (time.perf_counter() - started) * 1e3 / len(reads)  # read together: each logged with a share
             for r, rows in zip(reads, out):
                 lake.queries.record(f"-- read by pyarrow\n{r.sql()}", ms, rows.table.num_rows, {r.table: sources[r.table]})
@@ -99,12 +102,16 @@ def _target(r: Read, source: Source) -> pa.Schema:
     return pa.schema([f.with_name(n) for f, n in zip(types, r.names)])
 
 
-def _read(r: Read, source: Source, target: pa.Schema, files: list[tuple[pa.Table, frozenset[str]]]) -> Rows:
-    """`r`'s rows of its files (read, already as `target`, with their one-valued columns) and of the
-    live rows, as one `target` table."""
-    live = _kept(source.live, r, _tests(r)).select(list(r.columns)).rename_columns(list(r.names)).cast(target)
+def _live(r: Read, source: Source, target: pa.Schema) -> pa.Table:
+    """`r`'s rows of the live rows, as `target`."""
+    return _kept(source.live, r, _tests(r)).select(list(r.columns)).rename_columns(list(r.names)).cast(target)
+
+
+def _joined(files: list[tuple[pa.Table, frozenset[str]]], live: pa.Table) -> Rows:
+    """A read's rows of its files (read, already as the live rows' `target` type, with their
+    one-valued columns) and of the live rows, as one table."""
     parts = [p for p in [*files, (live, frozenset())] if p[0].num_rows]
-    table = pa.concat_tables([t for t, _ in parts] or [target.empty_table()])
+    table = pa.concat_tables([t for t, _ in parts] or [live])
     return Rows(table, tuple((t.num_rows, steady) for t, steady in parts))
 
 
