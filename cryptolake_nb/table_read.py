@@ -22,6 +22,7 @@ from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -132,28 +133,38 @@ def _passing(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset
     The cast to `target` (e.g. strings' offsets widened to large_string) is done here, on the reading
     thread."""
     with pq.ParquetFile(path) as pf:
+        footer = _Footer.of(pf)
         tests = _tests(r)
-        groups = [[_verdict(pf, i, t) for t in tests] for i in range(pf.metadata.num_row_groups)]
+        groups = [[_verdict(footer, i, t) for t in tests] for i in range(footer.meta.num_row_groups)]
         kept = [i for i, verdicts in enumerate(groups) if False not in verdicts]
         if not kept:
             return pa.table({}), frozenset()  # no row can pass: nothing read
         unsure = [t for j, t in enumerate(tests) if any(groups[i][j] is None for i in kept)]
         checked = {t[0] for t in unsure}
-        made = {c: v for c in r.columns if c not in checked and (v := _one_value(pf, c)) is not _VARIES}
+        made = {c: v for c in r.columns if c not in checked and (v := _one_value(footer, c)) is not _VARIES}
         wanted = [c for c in dict.fromkeys([*r.columns, *checked]) if c not in made]
         if wanted:
             every = len(kept) == len(groups)
             read = (pf.read(columns=wanted, use_threads=False) if every
                     else pf.read_row_groups(kept, columns=wanted, use_threads=False))
             table = _kept(read, r, unsure)
-        rows = table.num_rows if wanted else sum(pf.metadata.row_group(i).num_rows for i in kept)
+        rows = table.num_rows if wanted else sum(footer.meta.row_group(i).num_rows for i in kept)
         columns = []
         for c, kind in zip(r.columns, target.types):
             value = made.get(c, _VARIES)
             columns.append(table.column(c).cast(kind) if value is _VARIES else pa.nulls(rows, kind) if value is None
-                           else pa.repeat(pa.scalar(value, kind), rows))
+                           else _repeated(value, kind, rows))
         steady = frozenset(n for c, n in zip(r.columns, r.names) if made.get(c) not in (None, _VARIES))
         return pa.Table.from_arrays(columns, schema=target), steady
+
+
+def _repeated(value: str, kind: pa.DataType, rows: int) -> pa.Array:
+    """`value` `rows` times as a `kind` (string) array, built from its buffers: pa.repeat appends the
+    value row by row, several times slower, and a file's exchange and symbol are made for every row."""
+    data = value.encode()
+    offsets = np.arange(rows + 1, dtype=np.int64) * len(data)
+    made = pa.Array.from_buffers(pa.large_string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data * rows)])
+    return made if kind == pa.large_string() else made.cast(kind)
 
 
 def _tests(r: Read) -> list[tuple[str, str, object]]:
@@ -186,15 +197,34 @@ def _kept(table: pa.Table, r: Read, tests: list[tuple[str, str, object]]) -> pa.
     return table.filter(reduce(pc.and_kleene, masks))  # NULL (e.g. no time) drops the row, as WHERE does
 
 
-def _verdict(pf: pq.ParquetFile, group: int, test: tuple[str, str, object]) -> bool | None:
+@dataclass(frozen=True)
+class _Footer:
+    """A file's metadata, Arrow schema and column positions, worked out once per read."""
+
+    meta: pq.FileMetaData
+    schema: pa.Schema
+    at: dict[str, int]
+
+    @classmethod
+    def of(cls, pf: pq.ParquetFile) -> "_Footer":
+        meta = pf.metadata
+        return cls(meta, pf.schema_arrow, {meta.schema.column(j).path: j for j in range(meta.num_columns)})
+
+    def chunk(self, group: int, column: str) -> pq.ColumnChunkMetaData | None:
+        """Row group `group`'s metadata of a top-level column, None if the file has no such column."""
+        j = self.at.get(column)
+        return None if j is None else self.meta.row_group(group).column(j)
+
+
+def _verdict(footer: _Footer, group: int, test: tuple[str, str, object]) -> bool | None:
     """By row group `group`'s statistics: True if every row passes `test`, False if none does, None
     if the rows must tell (no statistics, or some may pass). NULL passes no test but "valid"."""
     column, kind, value = test
-    chunk = _chunk(pf, group, column)
+    chunk = footer.chunk(group, column)
     stats = None if chunk is None else chunk.statistics
     if stats is None or stats.null_count is None:
         return None
-    if kind in (">=", "<") and (getattr(pf.schema_arrow.field(column).type, "unit", None) != "ns"
+    if kind in (">=", "<") and (getattr(footer.schema.field(column).type, "unit", None) != "ns"
                                 or stats.physical_type != "INT64"):
         return None  # statistics in another unit or form than the bounds'
     nulls, everything = stats.null_count, chunk.num_values
@@ -215,26 +245,18 @@ def _verdict(pf: pq.ParquetFile, group: int, test: tuple[str, str, object]) -> b
     return False if none else True if every and nulls == 0 else None
 
 
-def _chunk(pf: pq.ParquetFile, group: int, column: str) -> pq.ColumnChunkMetaData | None:
-    """Row group `group`'s metadata of a top-level column, None if the file has no such column."""
-    meta = pf.metadata
-    for j in range(meta.num_columns):
-        if meta.schema.column(j).path == column:
-            return meta.row_group(group).column(j)
-    return None
-
-
 _VARIES = object()
 
 
-def _one_value(pf: pq.ParquetFile, column: str) -> object:
+def _one_value(footer: _Footer, column: str) -> object:
     """The one value of a string column in every row of the file, None if every row is NULL, else `_VARIES`."""
-    kind = pf.schema_arrow.field(column).type if column in pf.schema_arrow.names else None
+    at = footer.schema.get_field_index(column)
+    kind = footer.schema.field(at).type if at >= 0 else None
     if kind is None or not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return _VARIES
     values = set()
-    for i in range(pf.metadata.num_row_groups):
-        chunk = _chunk(pf, i, column)
+    for i in range(footer.meta.num_row_groups):
+        chunk = footer.chunk(i, column)
         stats = None if chunk is None else chunk.statistics
         if stats is None or stats.null_count is None:
             return _VARIES
