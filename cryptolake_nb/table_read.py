@@ -22,7 +22,6 @@ from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Sequence
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -153,18 +152,9 @@ def _passing(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset
         for c, kind in zip(r.columns, target.types):
             value = made.get(c, _VARIES)
             columns.append(table.column(c).cast(kind) if value is _VARIES else pa.nulls(rows, kind) if value is None
-                           else _repeated(value, kind, rows))
+                           else pa.repeat(pa.scalar(value, kind), rows))
         steady = frozenset(n for c, n in zip(r.columns, r.names) if made.get(c) not in (None, _VARIES))
         return pa.Table.from_arrays(columns, schema=target), steady
-
-
-def _repeated(value: str, kind: pa.DataType, rows: int) -> pa.Array:
-    """`value` `rows` times as a `kind` (string) array, built from its buffers: pa.repeat appends the
-    value row by row, several times slower, and a file's exchange and symbol are made for every row."""
-    data = value.encode()
-    offsets = np.arange(rows + 1, dtype=np.int64) * len(data)
-    made = pa.Array.from_buffers(pa.large_string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data * rows)])
-    return made if kind == pa.large_string() else made.cast(kind)
 
 
 def _tests(r: Read) -> list[tuple[str, str, object]]:
