@@ -15,6 +15,7 @@ columns by name), the reads run as those SELECTs through the lake's DuckDB inste
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from functools import lru_cache, reduce
 from typing import TYPE_CHECKING, Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -80,7 +82,8 @@ def read_each(reads: Sequence[Read], lake: "Lake | None" = None, *, limit: int |
         if all(not by_schema(sources[r.table])[1] for r in reads):
             pool = _pool()  # files read side by side (pyarrow decodes without the GIL), each on one thread
             targets = [_target(r, sources[r.table]) for r in reads]
-            files = [[pool.submit(_file_rows, path, r, t) for path in sources[r.table].files]
+            made = _Made(max((n for r in reads for n in sources[r.table].rows), default=0))
+            files = [[pool.submit(_file_rows, path, r, t, made) for path in sources[r.table].files]
                      for r, t in zip(reads, targets)]
             try:  # the live rows are filtered here while the pool reads the files
                 lives = [_live(r, sources[r.table], t) for r, t in zip(reads, targets)]
@@ -115,20 +118,21 @@ def _joined(files: list[tuple[pa.Table, frozenset[str]]], live: pa.Table) -> Row
     return Rows(table, tuple((t.num_rows, steady) for t, steady in parts))
 
 
-def _file_rows(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset[str]]:
+def _file_rows(path: str, r: Read, target: pa.Schema, made: "_Made") -> tuple[pa.Table, frozenset[str]]:
     """The file's rows that pass `r`'s filters as `target` (`r.columns` under `r.names`, in DuckDB's
     types; a damaged or missing file: QueryError, as DuckDB's), and the names of those with one
     value, not NULL, in all of them."""
     try:
-        return _passing(path, r, target)
+        return _passing(path, r, target, made)
     except (OSError, pa.ArrowException) as exc:
         raise QueryError(f"{path}: {exc} (lake.verify() checks every file and moves damaged ones aside)") from None
 
 
-def _passing(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset[str]]:
+def _passing(path: str, r: Read, target: pa.Schema, made: "_Made") -> tuple[pa.Table, frozenset[str]]:
     """Its row groups' statistics decide what they can: a group none of whose rows can pass is not
     read, a test every row of a group passes is not checked row by row. A string column with one
-    value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded.
+    value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded,
+    from buffers shared by the read's files (`_Made`).
     The cast to `target` (e.g. strings' offsets widened to large_string) is done here, on the reading
     thread."""
     with pq.ParquetFile(path) as pf:
@@ -140,8 +144,8 @@ def _passing(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset
             return pa.table({}), frozenset()  # no row can pass: nothing read
         unsure = [t for j, t in enumerate(tests) if any(groups[i][j] is None for i in kept)]
         checked = {t[0] for t in unsure}
-        made = {c: v for c in r.columns if c not in checked and (v := _one_value(footer, c)) is not _VARIES}
-        wanted = [c for c in dict.fromkeys([*r.columns, *checked]) if c not in made]
+        ones = {c: v for c in r.columns if c not in checked and (v := _one_value(footer, c)) is not _VARIES}
+        wanted = [c for c in dict.fromkeys([*r.columns, *checked]) if c not in ones]
         if wanted:
             every = len(kept) == len(groups)
             read = (pf.read(columns=wanted, use_threads=False) if every
@@ -150,11 +154,43 @@ def _passing(path: str, r: Read, target: pa.Schema) -> tuple[pa.Table, frozenset
         rows = table.num_rows if wanted else sum(footer.meta.row_group(i).num_rows for i in kept)
         columns = []
         for c, kind in zip(r.columns, target.types):
-            value = made.get(c, _VARIES)
-            columns.append(table.column(c).cast(kind) if value is _VARIES else pa.nulls(rows, kind) if value is None
-                           else pa.repeat(pa.scalar(value, kind), rows))
-        steady = frozenset(n for c, n in zip(r.columns, r.names) if made.get(c) not in (None, _VARIES))
+            value = ones.get(c, _VARIES)
+            columns.append(table.column(c).cast(kind) if value is _VARIES else made.column(value, kind, rows))
+        steady = frozenset(n for c, n in zip(r.columns, r.names) if ones.get(c) not in (None, _VARIES))
         return pa.Table.from_arrays(columns, schema=target), steady
+
+
+class _Made:
+    """Columns of one value (or only NULLs) made for the files of one read, without bytes per row: a
+    large_string column of a value of length L is the first n + 1 offsets of one shared 0, L, 2L, ...
+    and the first n * L bytes of one shared run of the value, both as long as the read's longest file
+    needs. A file's exchange and symbol, made for every row, would otherwise be allocated afresh per
+    file and read (about 15 bytes a row each, more than some decoded columns). Shared by the reading
+    threads (a lock)."""
+
+    def __init__(self, rows: int) -> None:
+        self._rows = rows  # the most rows any file of the read holds (0: unknown, grown on demand)
+        self._lock = threading.Lock()
+        self._offsets: dict[int, pa.Buffer] = {}
+        self._data: dict[str, pa.Buffer] = {}
+
+    def column(self, value: str | None, kind: pa.DataType, rows: int) -> pa.Array:
+        """`value` (None: NULL) in each of `rows` rows, as `kind`."""
+        if not pa.types.is_large_string(kind):  # DuckDB's type for strings is large_string: not expected
+            return pa.nulls(rows, kind) if value is None else pa.repeat(pa.scalar(value, kind), rows)
+        data = b"" if value is None else value.encode()
+        with self._lock:
+            if rows > self._rows:
+                self._rows, self._offsets, self._data = max(rows, 2 * self._rows), {}, {}
+            if len(data) not in self._offsets:
+                self._offsets[len(data)] = pa.py_buffer(np.arange(self._rows + 1, dtype=np.int64) * len(data))
+            if value is not None and value not in self._data:
+                self._data[value] = pa.py_buffer(data * self._rows)
+            offsets = self._offsets[len(data)].slice(0, (rows + 1) * 8)
+            if value is None:  # the offsets of "" are all zeros: so is a validity bitmap of no valid row
+                return pa.Array.from_buffers(kind, rows, [self._offsets[0].slice(0, (rows + 7) // 8), offsets,
+                                                          pa.py_buffer(b"")], null_count=rows)
+            return pa.Array.from_buffers(kind, rows, [None, offsets, self._data[value].slice(0, rows * len(data))])
 
 
 def _tests(r: Read) -> list[tuple[str, str, object]]:

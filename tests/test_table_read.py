@@ -111,6 +111,24 @@ def test_a_files_exchange_and_symbol_are_steady_and_live_rows_are_not(lake):
     assert live == (lake.buffer("trades").snapshot_table().num_rows, frozenset())
 
 
+def test_one_valued_columns_share_their_buffers_across_files(lake):
+    """A file's exchange and symbol are made, not decoded, and take no bytes per row: the files' pieces
+    of such a column share one run of offsets per value length and one run of bytes per value, so
+    together they hold about one file's worth, not one per file."""
+    names = ("exchange", "symbol", "ts")
+    [rows] = read_each([Read("trades", names, names, filters(None, None, None, None), "ts")], lake)
+    *files, live = rows.steady
+    in_files = sum(n for n, _ in files)
+    assert len(files) == 18 and in_files == 18 * 2500
+    for name in ("exchange", "symbol"):
+        held: dict[int, int] = {}
+        for chunk in rows.table.column(name).slice(0, in_files).chunks:
+            for b in chunk.buffers():
+                if b is not None:
+                    held[b.address] = max(held.get(b.address, 0), b.size)
+        assert sum(held.values()) < in_files * 8 / 4, name  # one offset per row would be 8 bytes a row
+
+
 def test_rows_are_checked_where_a_file_has_no_statistics(tmp_path):
     """A file written without statistics: every filter is checked on its rows, no column is made."""
     rng = np.random.default_rng(1)
