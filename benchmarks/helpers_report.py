@@ -125,7 +125,10 @@ def markdown(result: dict) -> str:
     lines += ["", "## Reading the figures", "",
               "- One-symbol calls over the whole range read about 1.7M trades (0.85M quotes). The lake's fixed cost "
               "per query (views over the files, the live snapshot, pruning, Arrow to pandas) is 5-10 ms of their "
-              "20-80 ms, which is why they sit nearest the 5x line; multi-symbol calls over the 10M trades go further.",
+              "20-80 ms, which is why they sit nearest the 5x line; multi-symbol calls over the 10M trades go further. "
+              "`vwap/full` (about 20 ms, most of it DuckDB's scan of the files and of the 200k live rows) came at "
+              "5.68x, 5.36x, 5.91x, 5.17x, 5.31x, 6.05x, 5.13x and 5.48x in the runs from 14:39 to 15:38 and 4.99x "
+              "(21.5 ms against 107.0) at 15:43.",
               "- `asof_join` returns every trade with all its columns (1.5M rows for `full`): producing those rows "
               "is most of the time on both sides, and pandas' `merge_asof` itself is fast, so its speedup is the "
               "smallest. The `floor` above times the lake's SQL reading those same rows and nothing else; in the "
@@ -138,7 +141,11 @@ def markdown(result: dict) -> str:
               "In four of the five runs since 12:51 it took less than that floor: 140, 121, 142 and 133 ms against "
               "158, 137, 171 and 141 at 12:51, 13:12, 13:19 and 13:27 (each file's columns cast on its reading "
               "thread; since 13:12 the files also hint their strings as `large_string`, so pyarrow decodes them "
-              "straight into that type); at 13:51 it took 203 ms (its five calls 131-308) against 164.",
+              "straight into that type); at 13:51 it took 203 ms (its five calls 131-308) against 164. In the nine "
+              "runs from 14:39 to 15:43 (the reader's chunks no longer concatenated by Arrow's `take`, the live "
+              "rows filtered while the files are read, each file's footer worked out once, one-valued columns "
+              "sharing their buffers) it took less than the floor in eight: 105, 121, 121, 123, 114, 102, 142 "
+              "and 117 ms against 120, 145, 148, 143, 183, 150, 158 and 149; at 15:04, 147 against 133.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -153,7 +160,9 @@ def markdown(result: dict) -> str:
               "code only adds not opening a file no row group of which can pass): pandas' time moved the most. "
               "5.26x (136 against 713) at 12:04, one-valued columns now made only by the reader; then 5.93x (140 "
               "against 827) at 12:51, 5.36x (121 against 647) at 13:12, 6.00x (142 against 851) at 13:19 and "
-              "5.44x (133 against 722) at 13:27, and 4.72x (203 against 956) at 13:51.",
+              "5.44x (133 against 722) at 13:27, and 4.72x (203 against 956) at 13:51. From 14:39 to 15:43 (the "
+              "changes named in the previous point): 5.93x, 5.39x, 5.43x, 5.18x, 5.59x, 6.47x, 6.09x, 5.54x and "
+              "6.57x (102-147 ms against 618-785).",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
@@ -169,7 +178,12 @@ def markdown(result: dict) -> str:
               "6.05x and 247 ms (pandas 1,494) at 13:12, 4.52x and 326 ms (pandas 1,473) at 13:19, 4.18x and "
               "297 ms (pandas 1,238) at 13:27 and 4.81x and 279 ms (pandas 1,340) at 13:51. The lake's five calls "
               "spread widely within a run (242-488 ms at 13:19, 281-607 at 13:27, 253-518 at 13:51), more than its other cases; what it spends beyond reading the rows goes "
-              "to the match and the conversion to pandas.",
+              "to the match and the conversion to pandas. With the reader's changes of 14:39-15:26 (previous "
+              "points): 6.07x (226 ms, pandas 1,374) at 14:39, 5.11x (228; 1,165) at 14:45, 4.97x (250; 1,244) at "
+              "14:51, 5.59x (226; 1,264) at 15:04, 3.20x (424; 1,357) at 15:10, 5.87x (236; 1,388) at 15:26, "
+              "5.62x (217; 1,221) at 15:32, 5.32x (231; 1,231) at 15:38 and 5.97x (211; 1,259) at 15:43. At 15:10 "
+              "four of its five calls took 420-463 ms and one 217 (the floor, timed in the same turns, 246), a "
+              "slow mode no other run showed; not explained.",
               "- `resample` over one symbol's whole range, as one SQL aggregate: 6.0x (69 ms against 409) at "
               "2026-11-27 08:12, 4.99x (47 against 236) at 08:35, 7.2x (48 against 344) at 09:23, 5.3x (43 against "
               "227) at 10:01 and 4.75x (52 against 247) at 10:54: a case that near the line crossed it with the "
