@@ -127,8 +127,8 @@ def markdown(result: dict) -> str:
               "per query (views over the files, the live snapshot, pruning, Arrow to pandas) is 5-10 ms of their "
               "20-80 ms, which is why they sit nearest the 5x line; multi-symbol calls over the 10M trades go further. "
               "`vwap/full` (about 20 ms, most of it DuckDB's scan of the files and of the 200k live rows) came at "
-              "5.68x, 5.36x, 5.91x, 5.17x, 5.31x, 6.05x, 5.13x and 5.48x in the runs from 14:39 to 15:38 and 4.99x "
-              "(21.5 ms against 107.0) at 15:43.",
+              "5.68x, 5.36x, 5.91x, 5.17x, 5.31x, 6.05x, 5.13x and 5.48x in the runs from 14:39 to 15:38, 4.99x "
+              "(21.5 ms against 107.0) at 15:43, and 5.73x and 6.64x at 16:01 and 16:07.",
               "- `asof_join` returns every trade with all its columns (1.5M rows for `full`): producing those rows "
               "is most of the time on both sides, and pandas' `merge_asof` itself is fast, so its speedup is the "
               "smallest. The `floor` above times the lake's SQL reading those same rows and nothing else; in the "
@@ -141,11 +141,12 @@ def markdown(result: dict) -> str:
               "In four of the five runs since 12:51 it took less than that floor: 140, 121, 142 and 133 ms against "
               "158, 137, 171 and 141 at 12:51, 13:12, 13:19 and 13:27 (each file's columns cast on its reading "
               "thread; since 13:12 the files also hint their strings as `large_string`, so pyarrow decodes them "
-              "straight into that type); at 13:51 it took 203 ms (its five calls 131-308) against 164. In the nine "
-              "runs from 14:39 to 15:43 (the reader's chunks no longer concatenated by Arrow's `take`, the live "
+              "straight into that type); at 13:51 it took 203 ms (its five calls 131-308) against 164. In the eleven "
+              "runs from 14:39 to 16:07 (the reader's chunks no longer concatenated by Arrow's `take`, the live "
               "rows filtered while the files are read, each file's footer worked out once, one-valued columns "
-              "sharing their buffers) it took less than the floor in eight: 105, 121, 121, 123, 114, 102, 142 "
-              "and 117 ms against 120, 145, 148, 143, 183, 150, 158 and 149; at 15:04, 147 against 133.",
+              "sharing their buffers) it took less than the floor in ten: 105, 121, 121, 123, 114, 102, 142, "
+              "117, 105 and 115 ms against 120, 145, 148, 143, 183, 150, 158, 149, 117 and 134; at 15:04, 147 "
+              "against 133.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -161,8 +162,8 @@ def markdown(result: dict) -> str:
               "5.26x (136 against 713) at 12:04, one-valued columns now made only by the reader; then 5.93x (140 "
               "against 827) at 12:51, 5.36x (121 against 647) at 13:12, 6.00x (142 against 851) at 13:19 and "
               "5.44x (133 against 722) at 13:27, and 4.72x (203 against 956) at 13:51. From 14:39 to 15:43 (the "
-              "changes named in the previous point): 5.93x, 5.39x, 5.43x, 5.18x, 5.59x, 6.47x, 6.09x, 5.54x and "
-              "6.57x (102-147 ms against 618-785).",
+              "changes named in the previous point) and to 16:07: 5.93x, 5.39x, 5.43x, 5.18x, 5.59x, 6.47x, "
+              "6.09x, 5.54x, 6.57x, 6.88x and 5.95x (102-147 ms against 618-785).",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
@@ -181,7 +182,8 @@ def markdown(result: dict) -> str:
               "to the match and the conversion to pandas. With the reader's changes of 14:39-15:26 (previous "
               "points): 6.07x (226 ms, pandas 1,374) at 14:39, 5.11x (228; 1,165) at 14:45, 4.97x (250; 1,244) at "
               "14:51, 5.59x (226; 1,264) at 15:04, 3.20x (424; 1,357) at 15:10, 5.87x (236; 1,388) at 15:26, "
-              "5.62x (217; 1,221) at 15:32, 5.32x (231; 1,231) at 15:38 and 5.97x (211; 1,259) at 15:43. At 15:10 "
+              "5.62x (217; 1,221) at 15:32, 5.32x (231; 1,231) at 15:38, 5.97x (211; 1,259) at 15:43, 5.30x "
+              "(224; 1,186) at 16:01 and 6.00x (211; 1,265) at 16:07. At 15:10 "
               "four of its five calls took 420-463 ms and one 217 (the floor, timed in the same turns, 246), a "
               "slow mode no other run showed; not explained.",
               "- `resample` over one symbol's whole range, as one SQL aggregate: 6.0x (69 ms against 409) at "
