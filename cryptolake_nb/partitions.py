@@ -10,7 +10,9 @@ from urllib.parse import quote, unquote
 
 from .errors import SymbolError
 
-__all__ = ["MAX_VALUE_CHARS", "check_value", "decode", "encode", "new_file_name", "partition_dir"]
+__all__ = ["KEYS", "MAX_VALUE_CHARS", "check_value", "decode", "encode", "new_file_name", "partition_dir"]
+
+KEYS = ("exchange", "symbol")  # the columns `partition_dir` lays a table's files out by (then the date)
 
 MAX_VALUE_CHARS = 100  # percent-encoding triples at most: 300 bytes is checked below
 _MAX_COMPONENT_BYTES = 240

@@ -17,7 +17,7 @@ from .fsutil import fsync_dir
 from .errors import StorageError
 from .faults import FAULTS
 from .manifest import FileEntry, schema_fingerprint
-from .partitions import new_file_name, partition_dir
+from .partitions import KEYS, new_file_name, partition_dir
 from .tables import TABLES, FlushTransform, TableSpec
 
 __all__ = ["ParquetSink", "TEMP_SUFFIX", "file_crc32"]
@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".inprogress"  # no `*.parquet` glob matches a file being written
 _NS_PER_DAY = 86_400 * 10**9
-
-
-_KEYS = ("exchange", "symbol")  # partition keys, as `partition_dir` lays them out
 
 
 class ParquetSink:
@@ -157,7 +154,7 @@ def _stored(part: pa.Table) -> pa.Table:
     file carries (a hint to Arrow readers) changes, not the Parquet data, its statistics or
     `schema_fingerprint`: pyarrow then decodes them straight into large_string instead of into
     string and copying every offset wider (DuckDB reads both alike)."""
-    fields = [f.with_type(pa.large_string()) if pa.types.is_string(f.type) and f.name not in _KEYS else f
+    fields = [f.with_type(pa.large_string()) if pa.types.is_string(f.type) and f.name not in KEYS else f
               for f in part.schema]
     schema = pa.schema(fields, metadata=part.schema.metadata)
     return part if schema.equals(part.schema) else part.cast(schema)
