@@ -127,6 +127,10 @@ def gathered(table: pa.Table, rows: np.ndarray) -> pa.Table:
     which = np.searchsorted(starts, rows, side="right") - 1
     by = np.argsort(which, kind="stable")
     cuts = np.flatnonzero(np.diff(which[by])) + 1
-    pieces = [batches[which[part[0]]].take(rows[part] - starts[which[part[0]]]) for part in np.split(by, cuts) if len(part)]
+    pieces = []
+    for part in np.split(by, cuts):  # the rows of one chunk each, in their order
+        if len(part):
+            chunk = which[part[0]]
+            pieces.append(batches[chunk].take(rows[part] - starts[chunk]))
     got = pa.Table.from_batches(pieces, table.schema).combine_chunks()
     return got if (np.diff(which) >= 0).all() else got.take(np.argsort(by))
