@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -32,6 +32,8 @@ class Sealed:
     batch: pa.RecordBatch
     since: float  # monotonic time the oldest row of the batch arrived
     jseqs: tuple[int, ...] = ()  # the journal entries holding its rows; () when not journaled
+    # what readers derive from `batch` once and keep as long as the batch is buffered (keyed.py)
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class LiveBuffer:

@@ -16,13 +16,14 @@ import pyarrow as pa
 
 from .alerts import Alert, Alerts, Monitor
 from .backpressure import MemoryGuard
-from .buffer import LiveBuffer
+from .buffer import LiveBuffer, Sealed
 from .clock import Clock, SystemClock
 from .config import LakeConfig, Settings, lake_settings
 from .errors import CollectorError, ConfigError, LakeLockedError, NoActiveLakeError
 from .dedup import Deduper, key_columns
 from .flush import Flusher
 from .journal import Durability, Journal
+from .keyed import KeyedScan
 from .gaps import GapLog
 from .health import FeedEntry, HealthProbe, HealthStats, Monitoring
 from .lock import WriterLock
@@ -159,6 +160,7 @@ class Lake:
             )
             for name, spec in TABLES.items()
         }
+        self._keyed = {name: KeyedScan(spec.schema) for name, spec in TABLES.items()}  # what DuckDB scans
         sink = ParquetSink(
             self.root, compression_level=self.config.compression_level, row_group_size=self.config.row_group_size
         )
@@ -316,15 +318,16 @@ class Lake:
         base = Prune.of(exchange, symbols, start_ns, end_ns)
         snap = self._snapshot(tables, source)  # first: sealing is what records gaps and rejects
         out = {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
-        for name, (entries, live) in snap.items():
+        for name, (entries, sealed) in snap.items():
             keep = base & (filters or {}).get(name, Prune())
-            out[name] = self._source([e for e in entries if keep.keeps(e)], live)
+            out[name] = self._source(name, [e for e in entries if keep.keeps(e)], sealed)
         return out
 
-    def _source(self, entries: Sequence[FileEntry], live: pa.Table) -> Source:
+    def _source(self, name: str, entries: Sequence[FileEntry], sealed: list[Sealed]) -> Source:
         prefix = str(self.root) + "/"  # joined as strings: pathlib cost ~1 us per file on every query
+        live = pa.Table.from_batches([s.batch for s in sealed], schema=self._buffers[name].schema)
         return Source(tuple(prefix + e.path for e in entries), live, tuple(e.schema for e in entries),
-                      tuple(e.rows for e in entries))
+                      tuple(e.rows for e in entries), self._keyed[name].table(sealed) if sealed else None)
 
     @contextmanager
     def reading(self, **snapshot: Any) -> Iterator[dict[str, Source]]:
@@ -337,8 +340,8 @@ class Lake:
             self._retirer.end_query(ticket)
 
     def _snapshot(self, tables: Iterable[str] | None,
-                  source: SourceKind) -> dict[str, tuple[tuple[FileEntry, ...], pa.Table]]:
-        """(committed files, live rows) per table, taken under the commit lock: the exactly-once point."""
+                  source: SourceKind) -> dict[str, tuple[tuple[FileEntry, ...], list[Sealed]]]:
+        """(committed files, sealed live batches) per table, taken under the commit lock: the exactly-once point."""
         if source not in ("all", "live", "history"):
             raise ConfigError(f"source must be 'all', 'live' or 'history', got {source!r}")
         if self.read_only:
@@ -347,7 +350,7 @@ class Lake:
         with self._commit_lock:
             return {
                 name: (() if source == "live" else self._manifest.files(name),
-                       buf.schema.empty_table() if source == "history" else buf.snapshot_table())
+                       [] if source == "history" else buf.snapshot())
                 for name, buf in wanted.items()
             }
 
@@ -428,12 +431,12 @@ class Lake:
         filters = self._sql_filters(query, params, names, source)
         base = Prune.of(**prune)
         scans, sources = [], {"quarantine": Source((), self.rejects.table()), "gaps": Source((), self.gaps.table())}
-        for name, (entries, live) in self._snapshot(names, source).items():
+        for name, (entries, sealed) in self._snapshot(names, source).items():
             keep = base & filters.get(name, Prune())
             kept = [e for e in entries if keep.keeps(e)]
-            sources[name] = self._source(kept, live)
+            sources[name] = self._source(name, kept, sealed)
             if read is None or name in read:
-                scans.append(TableScan.of(name, keep.describe(), kept, entries, live.num_rows))
+                scans.append(TableScan.of(name, keep.describe(), kept, entries, sources[name].live.num_rows))
         ticket = self._retirer.begin_query()
         try:
             plan = self._view.explain(query, params, sources)

@@ -38,6 +38,11 @@ class Source:
     live: pa.Table
     schemas: tuple[str, ...] = ()
     rows: tuple[int, ...] = ()
+    scan: pa.Table | None = None  # the live rows as DuckDB is given them (keyed.py); None: `live`
+
+    @property
+    def scanned(self) -> pa.Table:
+        return self.live if self.scan is None else self.scan
 
 
 def used_parameters(sql: str) -> list[str]:
@@ -254,7 +259,7 @@ class LakeView:
         """(SELECT over the committed files in the live schema, or None without files; the name the
         live rows are registered under)."""
         live = _live_name(name)
-        session.register(live, source.live)
+        session.register(live, source.scanned)
         return self._history_of(session.cursor, source), live
 
     def _history_of(self, cur: duckdb.DuckDBPyConnection, source: Source) -> str | None:
@@ -315,7 +320,7 @@ class LakeView:
         signature = (key, source.live.schema, tuple(sorted((k, type(v).__name__) for k, v in bound.items())))
         want = self._results.get(signature)
         if not plan.counts_only or want is None:  # read by the rewrite, or bound for the names and types
-            session.register(live, _narrowed(source.live, plan.columns))
+            session.register(live, _narrowed(source.scanned, plan.columns))
         # only counted: the live rows' number is known, not scanned
         rewritten = plan.counted(history, source.live.num_rows) if plan.counts_only else plan.sql(history, live)
         try:
