@@ -124,13 +124,11 @@ class LiveBuffer:
         self._pending.check_at[0] = at
 
     def append_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
-        """Add rows that are already in the table's Arrow schema (bulk loads, backfills). They are
-        sealed in pieces of at most SEAL_ROWS rows (slices, no copy), as a burst of objects is: one
-        large batch is one unit of a query's scan, which DuckDB does not split across its threads."""
+        """Add rows that are already in the table's Arrow schema (bulk loads, backfills)."""
         if not batch.schema.equals(self.schema, check_metadata=False):
             raise SchemaError(f"{self.table}: expected schema {self.schema.names} with types "
                               f"{[str(t) for t in self.schema.types]}, got {batch.schema}")
-        batches = (batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])).to_batches(SEAL_ROWS)
+        batches = batch.to_batches() if isinstance(batch, pa.Table) else [batch]
         with self._seal_lock:
             self.seal()  # keeps arrival order: pending objects came first
             for b in batches:
@@ -239,7 +237,7 @@ class LiveBuffer:
         return pa.Table.from_batches([s.batch for s in self.snapshot()], schema=self.schema)
 
     def consolidate(self, min_run: int = MERGE_RUN) -> int:
-        """Merge each run of `min_run` or more small sealed batches (journaled alike) into batches of at most SEAL_ROWS rows.
+        """Merge each run of `min_run` or more small sealed batches (journaled alike) into one batch.
 
         Queries seal what is pending each time they run, so a busy buffer collects thousands of
         small batches between flushes; every query hands them all to DuckDB, whose per-batch cost
@@ -256,8 +254,7 @@ class LiveBuffer:
             runs.append(run)
             run = [s] if s.batch.num_rows < SEAL_ROWS else []
         runs.append(run)
-        pieces = [p for r in runs if len(r) >= min_run for p in _pieces(r) if len(p) >= 2]
-        merged = {id(p[0]): (p, pa.concat_batches([s.batch for s in p])) for p in pieces}
+        merged = {id(r[0]): (r, pa.concat_batches([s.batch for s in r])) for r in runs if len(r) >= max(min_run, 2)}
         if not merged:
             return 0
         gone = 0
@@ -308,20 +305,6 @@ class LiveBuffer:
                 "age_s": age,
                 "appended": self._received(),
             }
-
-
-def _pieces(run: list[Sealed]) -> list[list[Sealed]]:
-    """A run of small batches in consecutive pieces of at most SEAL_ROWS rows (a piece of one batch
-    when a batch alone is that large): merged batches stay small enough for DuckDB to scan in parallel."""
-    out: list[list[Sealed]] = [[]]
-    rows = 0
-    for s in run:
-        if out[-1] and rows + s.batch.num_rows > SEAL_ROWS:
-            out.append([])
-            rows = 0
-        out[-1].append(s)
-        rows += s.batch.num_rows
-    return out
 
 
 def _entries(jseq: int | None) -> tuple[int, ...]:

@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from cryptolake_nb import ConfigError, Lake, StorageError, TradeLake
-from cryptolake_nb.buffer import SEAL_ROWS
 from cryptolake_nb.clock import ManualClock
 from cryptolake_nb.flush import FlushPolicy
 from cryptolake_nb.manifest import Manifest
@@ -143,37 +142,6 @@ def test_interpreter_exit_flushes(tmp_path):
 def test_bad_settings_are_refused(tmp_path, bad):
     with pytest.raises(ConfigError):
         Lake(tmp_path / "lk", **bad)
-
-
-def _trades(n, start=0):
-    schema = schema_for("trades")
-    rows = {f.name: [None] * n for f in schema}
-    rows.update(exchange=["BINANCE"] * n, symbol=["BTC-USDT"] * n, amount=[1.0] * n,
-                price=[float(start + i) for i in range(n)], trade_id=[str(start + i) for i in range(n)],
-                ts=[1_700_000_000_000_000_000 + start + i for i in range(n)], receipt_ts=[1_700_000_000_000_000_000] * n)
-    return pa.Table.from_pydict(rows, schema=schema)
-
-
-def test_a_bulk_load_is_sealed_in_pieces_a_scan_can_share_out(tmp_path):
-    with Lake(tmp_path / "lk", autoflush=False) as lake:
-        buf = lake.buffer("trades")
-        buf.append_batch(_trades(2 * SEAL_ROWS + 5).combine_chunks().to_batches()[0])
-        assert [s.batch.num_rows for s in buf.snapshot()] == [SEAL_ROWS, SEAL_ROWS, 5]
-        assert buf.snapshot_table()["trade_id"].to_pylist() == [str(i) for i in range(2 * SEAL_ROWS + 5)]
-        assert buf.stats()["rows"] == buf.appended == 2 * SEAL_ROWS + 5
-        lake.flush()
-        assert lake.sql("SELECT count(DISTINCT trade_id) AS n FROM trades")["n"][0] == 2 * SEAL_ROWS + 5
-
-
-def test_merged_batches_hold_at_most_seal_rows(tmp_path):
-    third = SEAL_ROWS // 3 - 1
-    with Lake(tmp_path / "lk", autoflush=False) as lake:
-        buf = lake.buffer("trades")
-        for i in range(20):
-            buf.append_batch(_trades(third, i * third))
-        assert buf.consolidate() == 20 - 7  # pieces of three batches: 3 x 6, then 2
-        assert [s.batch.num_rows for s in buf.snapshot()] == [3 * third] * 6 + [2 * third]
-        assert buf.snapshot_table()["trade_id"].to_pylist() == [str(i) for i in range(20 * third)]
 
 
 def test_small_sealed_batches_are_merged_and_every_row_stays_once(tmp_path, make_trade):
