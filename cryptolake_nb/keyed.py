@@ -5,6 +5,9 @@ Arrow string column row by row, and a dictionary-encoded one once per distinct v
 batch shares every other column's buffers with its sealed batch and adds one int32 index per row
 and key column; it is kept in the sealed batch's `memo`, so it lives exactly as long as the batch.
 DuckDB reads both as VARCHAR, so a view's types and results are the same either way.
+
+DuckDB's Arrow scan gives each record batch to one thread: a large sealed batch (a bulk load, a
+merged run) is handed over in slices of at most SCAN_ROWS rows so both threads share it.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from .partitions import KEYS
 __all__ = ["KeyedScan"]
 
 _MEMO = "keyed"
+SCAN_ROWS = 16_384  # rows per batch DuckDB is given (zero-copy slices of a larger one)
 
 
 class KeyedScan:
@@ -31,8 +35,8 @@ class KeyedScan:
                                  for i, f in enumerate(schema)], metadata=schema.metadata)
 
     def table(self, sealed: Sequence[Sealed]) -> pa.Table:
-        """The rows of `sealed`, in order, with the key columns encoded (each batch once)."""
-        return pa.Table.from_batches([self._encoded(s) for s in sealed], schema=self.schema)
+        """The rows of `sealed`, in order, with the key columns encoded (each batch once), in slices."""
+        return pa.Table.from_batches([piece for s in sealed for piece in _slices(self._encoded(s))], schema=self.schema)
 
     def _encoded(self, sealed: Sealed) -> pa.RecordBatch:
         batch = sealed.memo.get(_MEMO)
@@ -42,3 +46,9 @@ class KeyedScan:
                 schema=self.schema)
             sealed.memo[_MEMO] = batch
         return batch
+
+
+def _slices(batch: pa.RecordBatch) -> list[pa.RecordBatch]:
+    if batch.num_rows <= SCAN_ROWS:
+        return [batch]
+    return [batch.slice(at, SCAN_ROWS) for at in range(0, batch.num_rows, SCAN_ROWS)]

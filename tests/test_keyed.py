@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from cryptolake_nb import Lake
-from cryptolake_nb.keyed import KeyedScan
+from cryptolake_nb.keyed import SCAN_ROWS, KeyedScan
 from cryptolake_nb.schema import schema_for
 
 
@@ -57,3 +57,16 @@ def test_queries_over_encoded_live_rows_answer_as_over_plain_ones(tmp_path):
             assert got.to_pylist() == want.to_pylist()
         got = lake.sql("SELECT count(*) AS n FROM trades WHERE symbol = $s", {"s": "BTC-USDT"}, source="live")
         assert got["n"][0] == symbols[120:].count("BTC-USDT")
+
+
+def test_a_large_batch_is_given_in_slices_both_threads_can_scan(tmp_path):
+    n = 2 * SCAN_ROWS + 7
+    with Lake(tmp_path / "lk", autoflush=False) as lake:
+        buf = lake.buffer("trades")
+        buf.append_batch(_trades(["BTC-USDT", "ETH-USDT"] * (n // 2) + ["SOL-USDT"]))
+        assert len(buf.snapshot()) == 1  # one sealed batch, as loaded
+        scanned = KeyedScan(buf.schema).table(buf.snapshot())
+        assert [b.num_rows for b in scanned.to_batches()] == [SCAN_ROWS, SCAN_ROWS, 7]
+        assert scanned.cast(buf.schema).equals(buf.snapshot_table())
+        got = lake.sql("SELECT symbol, count(*) AS n FROM trades GROUP BY symbol ORDER BY symbol")
+        assert got.values.tolist() == [["BTC-USDT", n // 2], ["ETH-USDT", n // 2], ["SOL-USDT", 1]]
