@@ -123,12 +123,24 @@ def markdown(result: dict) -> str:
                   + "; ".join(f"{c['variant']} {_ms(c['floor'])} ms (the call {c['lake']['median_s'] * 1e3:,.0f}, "
                               f"pandas/5 {c['pandas']['median_s'] * 200:,.0f})" for c in floors) + "."]
     lines += ["", "## Reading the figures", "",
+              "- Runs are named below by the time they ended (the name of their results file, "
+              "benchmarks/results/helpers-full-<date>T<time>.json); the first line of this page gives when this "
+              "one started.",
               "- One-symbol calls over the whole range read about 1.7M trades (0.85M quotes). The lake's fixed cost "
               "per query (views over the files, the live snapshot, pruning, Arrow to pandas) is 5-10 ms of their "
               "20-80 ms, which is why they sit nearest the 5x line; multi-symbol calls over the 10M trades go further. "
-              "`vwap/full` (about 20 ms, most of it DuckDB's scan of the files and of the 200k live rows) came at "
+              "`vwap/full` (17-21 ms, most of it DuckDB's scan of the files and of the 200k live rows) came at "
               "5.68x, 5.36x, 5.91x, 5.17x, 5.31x, 6.05x, 5.13x and 5.48x in the runs from 14:39 to 15:38, 4.99x "
-              "(21.5 ms against 107.0) at 15:43, and 5.73x and 6.64x at 16:01 and 16:07.",
+              "(21.5 ms against 107.0) at 15:43, and 5.73x and 6.64x (18.7 ms) at 16:01 and 16:07. Since 17:07 "
+              "DuckDB is given the live rows with exchange and symbol dictionary-encoded (compared once per "
+              "distinct key, not per row) and in slices both threads scan (`cryptolake_nb/keyed.py`): 7.87x "
+              "(16.8 ms), 6.32x (17.5), 6.29x (17.0), 6.35x (20.1) and 6.11x (17.3) at 17:07, 17:15, 17:31, "
+              "17:38 and 17:51.",
+              "- A run at 16:59 met 17 of the 22 full/multi cases on code that sealed bulk loads in 10k-row "
+              "pieces. The flusher commits at most 131,072 rows at a time, so each day of history was written as "
+              "20 files per partition (1,920 files instead of 96) and most cases ran slower on both sides than at "
+              "16:07 (pandas up to 1.9x, the lake up to 3.6x). That change was reverted before 17:07; the run's figures do not compare with "
+              "the others.",
               "- `asof_join` returns every trade with all its columns (1.5M rows for `full`): producing those rows "
               "is most of the time on both sides, and pandas' `merge_asof` itself is fast, so its speedup is the "
               "smallest. The `floor` above times the lake's SQL reading those same rows and nothing else; in the "
@@ -146,7 +158,8 @@ def markdown(result: dict) -> str:
               "rows filtered while the files are read, each file's footer worked out once, one-valued columns "
               "sharing their buffers) it took less than the floor in ten: 105, 121, 121, 123, 114, 102, 142, "
               "117, 105 and 115 ms against 120, 145, 148, 143, 183, 150, 158, 149, 117 and 134; at 15:04, 147 "
-              "against 133.",
+              "against 133. In the five runs from 17:07 to 17:51 (no change to this path) it took less than the "
+              "floor in all: 117, 106, 115, 123 and 126 ms against 140, 123, 144, 132 and 149.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -163,7 +176,8 @@ def markdown(result: dict) -> str:
               "against 827) at 12:51, 5.36x (121 against 647) at 13:12, 6.00x (142 against 851) at 13:19 and "
               "5.44x (133 against 722) at 13:27, and 4.72x (203 against 956) at 13:51. From 14:39 to 15:43 (the "
               "changes named in the previous point) and to 16:07: 5.93x, 5.39x, 5.43x, 5.18x, 5.59x, 6.47x, "
-              "6.09x, 5.54x, 6.57x, 6.88x and 5.95x (102-147 ms against 618-785).",
+              "6.09x, 5.54x, 6.57x, 6.88x and 5.95x (102-147 ms against 618-785); from 17:07 to 17:51: 5.63x, 6.69x, "
+              "6.36x, 5.13x and 5.72x (106-126 ms against 633-728).",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
@@ -183,7 +197,9 @@ def markdown(result: dict) -> str:
               "points): 6.07x (226 ms, pandas 1,374) at 14:39, 5.11x (228; 1,165) at 14:45, 4.97x (250; 1,244) at "
               "14:51, 5.59x (226; 1,264) at 15:04, 3.20x (424; 1,357) at 15:10, 5.87x (236; 1,388) at 15:26, "
               "5.62x (217; 1,221) at 15:32, 5.32x (231; 1,231) at 15:38, 5.97x (211; 1,259) at 15:43, 5.30x "
-              "(224; 1,186) at 16:01 and 6.00x (211; 1,265) at 16:07. At 15:10 "
+              "(224; 1,186) at 16:01 and 6.00x (211; 1,265) at 16:07; then 6.06x (216; 1,309) at 17:07, 6.68x "
+              "(221; 1,474) at 17:15, 5.79x (242; 1,403) at 17:31, 6.40x (212; 1,355) at 17:38 and 5.07x (256; "
+              "1,299) at 17:51. At 15:10 "
               "four of its five calls took 420-463 ms and one 217 (the floor, timed in the same turns, 246), a "
               "slow mode no other run showed; not explained.",
               "- `resample` over one symbol's whole range, as one SQL aggregate: 6.0x (69 ms against 409) at "
