@@ -134,8 +134,10 @@ def _passing(path: str, r: Read, target: pa.Schema, made: "_Made") -> tuple[pa.T
     value in the whole file (its exchange and symbol, say) or only NULLs is made rather than decoded,
     from buffers shared by the read's files (`_Made`).
     The cast to `target` (e.g. strings' offsets widened to large_string) is done here, on the reading
-    thread."""
-    with pq.ParquetFile(path) as pf:
+    thread. The file is memory-mapped: pages are decoded from the page cache instead of first copied
+    into freshly allocated buffers. A committed file never changes (written aside, then renamed in;
+    compaction deletes only files no query holds), so the mapping cannot shrink under the read."""
+    with pq.ParquetFile(path, memory_map=True) as pf:
         footer = _Footer.of(pf)
         tests = _tests(r)
         groups = [[_verdict(footer, i, t) for t in tests] for i in range(footer.meta.num_row_groups)]
