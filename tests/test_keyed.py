@@ -1,6 +1,7 @@
 """The live rows DuckDB scans: key columns dictionary-encoded once per sealed batch, same answers."""
 from __future__ import annotations
 
+import duckdb
 import pyarrow as pa
 
 from cryptolake_nb import Lake
@@ -29,7 +30,7 @@ def test_key_columns_are_encoded_once_and_the_rest_shared(tmp_path):
         assert first.column("symbol").to_pylist() == ["BTC-USDT", "ETH-USDT", "BTC-USDT", "SOL-USDT"]
         (sealed,) = buf.snapshot()
         price = first.column("price").chunk(0)
-        assert price.buffers()[1].address == sealed.batch.column(4).buffers()[1].address  # not copied
+        assert price.buffers()[1].address == sealed.batch.column("price").buffers()[1].address  # not copied
         buf.append_batch(_trades(["ETH-USDT"], start=4))
         second = keyed.table(buf.snapshot())
         assert second.num_rows == 5
@@ -45,7 +46,7 @@ def test_queries_over_encoded_live_rows_answer_as_over_plain_ones(tmp_path):
         lake.flush()  # history and live rows: the union's two sides differ in encoding
         lake.buffer("trades").append_batch(_trades(symbols[120:], start=120))
         plain = pa.Table.from_batches([s.batch for s in lake.buffer("trades").snapshot()])
-        con = __import__("duckdb").connect()
+        con = duckdb.connect()
         con.register("t", pa.concat_tables([_trades(symbols[:120]), plain]))
         for sql in ("SELECT symbol, exchange, count(*) AS n, sum(price * amount) AS pv FROM {} GROUP BY ALL ORDER BY ALL",
                     "SELECT * FROM {} WHERE symbol = 'BTC-USDT' AND exchange = 'BINANCE' ORDER BY trade_id",
