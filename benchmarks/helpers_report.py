@@ -135,7 +135,7 @@ def markdown(result: dict) -> str:
               "DuckDB is given the live rows with exchange and symbol dictionary-encoded (compared once per "
               "distinct key, not per row) and in slices both threads scan (`cryptolake_nb/keyed.py`): 7.87x "
               "(16.8 ms), 6.32x (17.5), 6.29x (17.0), 6.35x (20.1) and 6.11x (17.3) at 17:07, 17:15, 17:31, "
-              "17:38 and 17:51; 6.26x (18.6) and 7.10x (18.3) at 18:06 and 18:13.",
+              "17:38 and 17:51; 6.26x (18.6), 7.10x (18.3) and 6.71x (17.3) at 18:06, 18:13 and 18:29.",
               "- A run at 16:59 met 17 of the 22 full/multi cases on code that sealed bulk loads in 10k-row "
               "pieces. The flusher commits at most 131,072 rows at a time, so each day of history was written as "
               "20 files per partition (1,920 files instead of 96) and most cases ran slower on both sides than at "
@@ -160,7 +160,7 @@ def markdown(result: dict) -> str:
               "117, 105 and 115 ms against 120, 145, 148, 143, 183, 150, 158, 149, 117 and 134; at 15:04, 147 "
               "against 133. In the five runs from 17:07 to 17:51 (no change to this path) it took less than the "
               "floor in all: 117, 106, 115, 123 and 126 ms against 140, 123, 144, 132 and 149; with the files "
-              "memory-mapped, 109 and 113 ms against 122 and 133 at 18:06 and 18:13.",
+              "memory-mapped, 109, 113 and 123 ms against 122, 133 and 146 at 18:06, 18:13 and 18:29.",
               "- Since 2026-11-27 08:12 the pandas baseline merges stream by stream (one `merge_asof` per exchange "
               "and symbol, rows by key then time, as the lake now returns them). Before, it sorted all rows by "
               "(ts, exchange, symbol) and ran one `merge_asof` by key. The new one is faster: for `full` (one "
@@ -179,7 +179,7 @@ def markdown(result: dict) -> str:
               "changes named in the previous point) and to 16:07: 5.93x, 5.39x, 5.43x, 5.18x, 5.59x, 6.47x, "
               "6.09x, 5.54x, 6.57x, 6.88x and 5.95x (102-147 ms against 618-785); from 17:07 to 17:51: 5.63x, 6.69x, "
               "6.36x, 5.13x and 5.72x (106-126 ms against 633-728); with the files memory-mapped, 6.46x (109 "
-              "against 703) at 18:06 and 6.21x (113 against 702) at 18:13.",
+              "against 703) at 18:06, 6.21x (113 against 702) at 18:13 and 6.26x (123 against 768) at 18:29.",
               "- `asof_join` over several symbols (one history day, 2.5M rows out). Old order (time then key) "
               "and old baseline: 1.66x and 1.54 s with DuckDB's ASOF JOIN by key (06:25); 2.74x and 1.08 s "
               "(06:38) and 2.58x and 1.27 s (07:04) with the sides read apart, the left sorted by DuckDB's ORDER "
@@ -201,8 +201,8 @@ def markdown(result: dict) -> str:
               "5.62x (217; 1,221) at 15:32, 5.32x (231; 1,231) at 15:38, 5.97x (211; 1,259) at 15:43, 5.30x "
               "(224; 1,186) at 16:01 and 6.00x (211; 1,265) at 16:07; then 6.06x (216; 1,309) at 17:07, 6.68x "
               "(221; 1,474) at 17:15, 5.79x (242; 1,403) at 17:31, 6.40x (212; 1,355) at 17:38 and 5.07x (256; "
-              "1,299) at 17:51; with the files memory-mapped, 6.63x (216; 1,429) at 18:06 and 6.46x (229; 1,479) "
-              "at 18:13. At 15:10 "
+              "1,299) at 17:51; with the files memory-mapped, 6.63x (216; 1,429) at 18:06, 6.46x (229; 1,479) "
+              "at 18:13 and 6.26x (210; 1,313) at 18:29. At 15:10 "
               "four of its five calls took 420-463 ms and one 217 (the floor, timed in the same turns, 246), a "
               "slow mode no other run showed; not explained.",
               "- `resample` over one symbol's whole range, as one SQL aggregate: 6.0x (69 ms against 409) at "
