@@ -7,6 +7,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Sequence
 
@@ -327,7 +328,7 @@ class Lake:
         prefix = str(self.root) + "/"  # joined as strings: pathlib cost ~1 us per file on every query
         live = pa.Table.from_batches([s.batch for s in sealed], schema=self._buffers[name].schema)
         return Source(tuple(prefix + e.path for e in entries), live, tuple(e.schema for e in entries),
-                      tuple(e.rows for e in entries), self._keyed[name].table(sealed) if sealed else None)
+                      tuple(e.rows for e in entries), partial(self._keyed[name].table, sealed) if sealed else None)
 
     @contextmanager
     def reading(self, **snapshot: Any) -> Iterator[dict[str, Source]]:

@@ -7,10 +7,10 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import duckdb
 import pyarrow as pa
@@ -38,11 +38,13 @@ class Source:
     live: pa.Table
     schemas: tuple[str, ...] = ()
     rows: tuple[int, ...] = ()
-    scan: pa.Table | None = None  # the live rows as DuckDB is given them (keyed.py); None: `live`
+    # the live rows as DuckDB is given them (keyed.py), made only when a query registers them
+    # (readers of `live` alone never pay for it); None: `live` itself
+    scan: Callable[[], pa.Table] | None = field(default=None, compare=False)
 
     @property
     def scanned(self) -> pa.Table:
-        return self.live if self.scan is None else self.scan
+        return self.live if self.scan is None else self.scan()
 
 
 def used_parameters(sql: str) -> list[str]:
